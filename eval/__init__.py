@@ -1,0 +1,1 @@
+"""eval: experiment studies, Brax PPO with any optax transform, reports, analyses and benchmarks."""

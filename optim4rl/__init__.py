@@ -1,0 +1,1 @@
+"""optim4rl: learned optimizers for RL as optax transforms."""

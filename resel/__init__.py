@@ -1,0 +1,1 @@
+"""resel: filled by its issue."""
