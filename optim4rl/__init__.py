@@ -1,1 +1,51 @@
-"""optim4rl: learned optimizers for RL as optax transforms."""
+"""optim4rl: learned optimizers for reinforcement learning as optax transforms.
+
+import optim4rl, optax
+tx = optim4rl.optim4rl(3e-4)                              # shipped gridworld-trained Optim4RL
+tx = optim4rl.from_spec({"context_encoder": "adamw(learning_rate=1e-5)",
+                         "default": "optim4rl(learning_rate=3e-4)"})   # per-module optimizers
+"""
+
+from optim4rl.checkpoint import (
+    CheckpointError,
+    load_meta_params,
+    pretrained,
+    pretrained_names,
+    save_meta_params,
+)
+from optim4rl.networks import KINDS, hidden_size, init_meta_params, num_meta_params
+from optim4rl.specs import SpecError, from_spec, label_params, param_paths, parse_spec, per_module
+from optim4rl.transforms import (
+    LearnedOptimizerState,
+    learned,
+    optim4rl,
+    scale_by_l2lgd2,
+    scale_by_learned,
+    scale_by_lin,
+    scale_by_optim4rl,
+)
+
+__all__ = [
+    "KINDS",
+    "CheckpointError",
+    "LearnedOptimizerState",
+    "SpecError",
+    "from_spec",
+    "hidden_size",
+    "init_meta_params",
+    "label_params",
+    "learned",
+    "load_meta_params",
+    "num_meta_params",
+    "optim4rl",
+    "param_paths",
+    "parse_spec",
+    "per_module",
+    "pretrained",
+    "pretrained_names",
+    "save_meta_params",
+    "scale_by_l2lgd2",
+    "scale_by_learned",
+    "scale_by_lin",
+    "scale_by_optim4rl",
+]

@@ -1,0 +1,140 @@
+"""The per-coordinate networks of the learned optimizers, batched over coordinates.
+
+Every scalar coordinate of every parameter is processed independently by the same small network, so
+the networks below take a batch of N coordinates: gradients `g` of shape (N,) and hidden states of
+shape (N, H). Meta-parameters use flax's layouts (`nn.GRUCell`, `nn.Dense`), so they can be inspected
+and initialised with flax, but the step is written as fused matrix products over all coordinates.
+
+Kinds (spec: Lan et al. 2024, "Learning to Optimize for Reinforcement Learning"):
+
+- ``optim4rl``: h1 <- GRU1(h1, g), h2 <- GRU2(h2, g^2), o_i = Dense_i(h_i);
+  direction = sign(g) exp(o1) / sqrt(exp(o2) + eps).  514 meta-parameters, H = 16.
+- ``lin``: h <- GRU(h, g), (o1, o2, o3) = Dense(h); direction = exp(o1) g + exp(o2) o3.  H = 8.
+- ``l2lgd2``: h <- GRU(h, x(g)), o = Dense(h); direction = exp(o) g, with the preprocessing of
+  Andrychowicz et al. (2016), p = 10: x = (log(|g| + 1e-8) / p, sign(g)) if |g| >= e^-p
+  else (-1, e^p g).  H = 8.
+
+The optax convention applies: a direction is *descended*, the update is -learning_rate * direction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+MetaParams = dict[str, Any]
+
+KINDS = ("optim4rl", "lin", "l2lgd2")
+GRU_SIZE = 8
+L2L_P = 10.0
+
+# kind -> (GRU names with their input sizes, head names with their output sizes)
+_LAYOUT = {
+    "optim4rl": ({"gru_g": 1, "gru_g2": 1}, {"head_g": 1, "head_g2": 1}),
+    "lin": ({"gru": 1}, {"head": 3}),
+    "l2lgd2": ({"gru": 2}, {"head": 1}),
+}
+
+
+def check_kind(kind: str) -> str:
+    """Return `kind` if it names a learned optimizer, else raise a ValueError listing the kinds."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown learned-optimizer kind {kind!r}; kinds are {', '.join(KINDS)}")
+    return kind
+
+
+def hidden_size(kind: str) -> int:
+    """Floats of recurrent state per optimised coordinate (16 for optim4rl, 8 otherwise)."""
+    return GRU_SIZE * len(_LAYOUT[check_kind(kind)][0])
+
+
+def init_meta_params(key: jax.Array, kind: str = "optim4rl") -> MetaParams:
+    """Random meta-parameters of a learned optimizer, initialised as flax initialises the layers.
+
+    Returns a dict of flax GRUCell parameter dicts (keys ir/iz/in/hr/hz/hn) and Dense parameter dicts
+    (kernel (8, out), bias (out,)). At this initialisation Optim4RL is close to sign descent.
+    """
+    grus, heads = _LAYOUT[check_kind(kind)]
+    keys = jax.random.split(key, len(grus) + len(heads))
+    params: MetaParams = {}
+    for k, (name, n_in) in zip(keys, grus.items(), strict=False):
+        cell = nn.GRUCell(features=GRU_SIZE)
+        params[name] = cell.init(k, jnp.zeros((GRU_SIZE,)), jnp.zeros((n_in,)))["params"]
+    for k, (name, n_out) in zip(keys[len(grus) :], heads.items(), strict=True):
+        params[name] = nn.Dense(n_out).init(k, jnp.zeros((GRU_SIZE,)))["params"]
+    return params
+
+
+def num_meta_params(meta_params: MetaParams) -> int:
+    """Number of scalars in a meta-parameter tree (514 for optim4rl)."""
+    return sum(int(x.size) for x in jax.tree_util.tree_leaves(meta_params))
+
+
+def gru_step(p: MetaParams, x: jax.Array, h: jax.Array) -> jax.Array:
+    """One flax-GRUCell step for N coordinates at once. x: (N, d), h: (N, 8) -> (N, 8).
+
+    r = s(x Wir + bir + h Whr), z = s(x Wiz + biz + h Whz),
+    n = tanh(x Win + bin + r (h Whn + bhn)), h' = (1 - z) n + z h.
+    """
+    w_i = jnp.concatenate([p["ir"]["kernel"], p["iz"]["kernel"], p["in"]["kernel"]], axis=1)
+    b_i = jnp.concatenate([p["ir"]["bias"], p["iz"]["bias"], p["in"]["bias"]])
+    w_h = jnp.concatenate([p["hr"]["kernel"], p["hz"]["kernel"], p["hn"]["kernel"]], axis=1)
+    # A 1-d input is a broadcast product, cheaper than a K=1 matrix product.
+    gi = x * w_i[0] + b_i if x.shape[1] == 1 else x @ w_i + b_i
+    gh = h @ w_h
+    r, z, n_i = jnp.split(gi, 3, axis=1)
+    hr, hz, hn = jnp.split(gh, 3, axis=1)
+    r = jax.nn.sigmoid(r + hr)
+    z = jax.nn.sigmoid(z + hz)
+    n = jnp.tanh(n_i + r * (hn + p["hn"]["bias"]))
+    return (1.0 - z) * n + z * h
+
+
+def dense(p: MetaParams, h: jax.Array) -> jax.Array:
+    """Dense head: (N, 8) -> (N, out)."""
+    return h @ p["kernel"] + p["bias"]
+
+
+def l2l_preprocess(g: jax.Array, p: float = L2L_P) -> jax.Array:
+    """Andrychowicz et al. (2016) gradient preprocessing: (N,) -> (N, 2)."""
+    big = jnp.abs(g) >= jnp.exp(-p)
+    first = jnp.where(big, jnp.log(jnp.abs(g) + 1e-8) / p, -1.0)
+    second = jnp.where(big, jnp.sign(g), jnp.exp(p) * g)
+    return jnp.stack([first, second], axis=1)
+
+
+def direction(
+    kind: str, meta_params: MetaParams, g: jax.Array, hidden: jax.Array, eps: float = 1e-8
+) -> tuple[jax.Array, jax.Array]:
+    """Learned descent direction for N coordinates. g: (N,) float32, hidden: (N, H) -> ((N,), (N, H))."""
+    if kind == "optim4rl":
+        h1, h2 = hidden[:, :GRU_SIZE], hidden[:, GRU_SIZE:]
+        h1 = gru_step(meta_params["gru_g"], g[:, None], h1)
+        h2 = gru_step(meta_params["gru_g2"], (g * g)[:, None], h2)
+        o1 = dense(meta_params["head_g"], h1)[:, 0]
+        o2 = dense(meta_params["head_g2"], h2)[:, 0]
+        out = jnp.sign(g) * jnp.exp(o1) / jnp.sqrt(jnp.exp(o2) + eps)
+        return out, jnp.concatenate([h1, h2], axis=1)
+    if kind == "lin":
+        h = gru_step(meta_params["gru"], g[:, None], hidden)
+        o = dense(meta_params["head"], h)
+        return jnp.exp(o[:, 0]) * g + jnp.exp(o[:, 1]) * o[:, 2], h
+    if kind == "l2lgd2":
+        h = gru_step(meta_params["gru"], l2l_preprocess(g), hidden)
+        return jnp.exp(dense(meta_params["head"], h)[:, 0]) * g, h
+    raise ValueError(check_kind(kind))
+
+
+def infer_kind(meta_params: MetaParams) -> str:
+    """The kind whose layout the meta-parameter tree has; a ValueError if it matches none."""
+    for kind, (grus, heads) in _LAYOUT.items():
+        if set(meta_params) == set(grus) | set(heads):
+            return kind
+    raise ValueError(
+        f"meta-parameters with top-level keys {sorted(meta_params)} match no learned-optimizer "
+        f"kind; expected one of "
+        + "; ".join(f"{k}: {sorted({**g, **h})}" for k, (g, h) in _LAYOUT.items())
+    )

@@ -1,0 +1,153 @@
+"""Learned optimizers as optax gradient transformations.
+
+`scale_by_learned(meta_params, kind)` maps gradients to a learned descent direction; the learning
+rate is a separate scale, as in optax (`optim4rl(learning_rate, meta_params)` chains both). The
+meta-parameters are closed over, never stored in the state, so a transform built inside a loss
+function is differentiable with respect to them (what meta-training needs). Agent gradients enter
+through `stop_gradient`: the meta-gradient flows through the recurrent states and the parameters the
+updates produce, not through second-order terms of g.
+
+All leaves are processed in one batch: gradients are flattened and concatenated into a vector of N
+coordinates and the network runs once on it (fused matrix products, no loop over leaves at run time).
+Hidden states are float32 whatever the parameter dtype; updates come back in each leaf's dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from optim4rl import networks
+from optim4rl.networks import MetaParams
+
+
+class LearnedOptimizerState(NamedTuple):
+    """Per-coordinate recurrent state: a pytree like the parameters, leaves of shape leaf.shape + (H,)."""
+
+    hidden: Any
+
+
+def scale_by_learned(
+    meta_params: MetaParams,
+    kind: str | None = None,
+    *,
+    grad_clip: float | None = 1.0,
+    eps: float = 1e-8,
+) -> optax.GradientTransformation:
+    """Rescale gradients by a learned per-coordinate recurrent network.
+
+    Args:
+      meta_params: meta-parameters from `init_meta_params` or a checkpoint.
+      kind: "optim4rl", "lin" or "l2lgd2"; inferred from the meta-parameters' layout when None.
+      grad_clip: gradients are clipped element-wise to [-grad_clip, grad_clip] first (None: no clip).
+      eps: the epsilon of Optim4RL's sign(g) exp(o1) / sqrt(exp(o2) + eps).
+
+    Returns:
+      A transformation whose updates are the descent direction (chain it with
+      `optax.scale_by_learning_rate`).
+    """
+    kind = networks.infer_kind(meta_params) if kind is None else networks.check_kind(kind)
+    size = networks.hidden_size(kind)
+
+    def init_fn(params: optax.Params) -> LearnedOptimizerState:
+        hidden = jax.tree_util.tree_map(
+            lambda p: jnp.zeros(jnp.shape(p) + (size,), jnp.float32), params
+        )
+        return LearnedOptimizerState(hidden=hidden)
+
+    def update_fn(
+        updates: optax.Updates, state: LearnedOptimizerState, params: optax.Params | None = None
+    ) -> tuple[optax.Updates, LearnedOptimizerState]:
+        del params
+        leaves, treedef = jax.tree_util.tree_flatten(updates)
+        if not leaves:
+            return updates, state
+        hidden_leaves = treedef.flatten_up_to(state.hidden)
+        sizes = [int(leaf.size) for leaf in leaves]
+        g = jnp.concatenate([jnp.ravel(leaf).astype(jnp.float32) for leaf in leaves])
+        g = jax.lax.stop_gradient(g)
+        if grad_clip is not None:
+            g = jnp.clip(g, -grad_clip, grad_clip)
+        h = jnp.concatenate([jnp.reshape(x, (-1, size)) for x in hidden_leaves])
+        out, h = networks.direction(kind, meta_params, g, h, eps)
+        splits = list(_cumsum(sizes)[:-1])
+        out_leaves = [
+            jnp.reshape(o, leaf.shape).astype(leaf.dtype)
+            for o, leaf in zip(jnp.split(out, splits), leaves, strict=True)
+        ]
+        new_hidden = [
+            jnp.reshape(x, hx.shape)
+            for x, hx in zip(jnp.split(h, splits), hidden_leaves, strict=True)
+        ]
+        return (
+            jax.tree_util.tree_unflatten(treedef, out_leaves),
+            LearnedOptimizerState(hidden=jax.tree_util.tree_unflatten(treedef, new_hidden)),
+        )
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _cumsum(sizes: list[int]) -> list[int]:
+    total, out = 0, []
+    for s in sizes:
+        total += s
+        out.append(total)
+    return out
+
+
+def scale_by_optim4rl(
+    meta_params: MetaParams, *, grad_clip: float | None = 1.0, eps: float = 1e-8
+) -> optax.GradientTransformation:
+    """Optim4RL direction sign(g) exp(o1) / sqrt(exp(o2) + eps) from two GRU(8) cells on g and g^2."""
+    return scale_by_learned(meta_params, "optim4rl", grad_clip=grad_clip, eps=eps)
+
+
+def scale_by_lin(
+    meta_params: MetaParams, *, grad_clip: float | None = 1.0
+) -> optax.GradientTransformation:
+    """Lin direction exp(o1) g + exp(o2) o3 from one GRU(8) cell on g."""
+    return scale_by_learned(meta_params, "lin", grad_clip=grad_clip)
+
+
+def scale_by_l2lgd2(
+    meta_params: MetaParams, *, grad_clip: float | None = 1.0
+) -> optax.GradientTransformation:
+    """L2LGD2 direction exp(o) g from one GRU(8) cell on preprocessed (log|g|/p, sign g)."""
+    return scale_by_learned(meta_params, "l2lgd2", grad_clip=grad_clip)
+
+
+def learned(
+    learning_rate: optax.ScalarOrSchedule,
+    meta_params: MetaParams,
+    kind: str | None = None,
+    *,
+    grad_clip: float | None = 1.0,
+    eps: float = 1e-8,
+) -> optax.GradientTransformation:
+    """A ready learned optimizer: update = -learning_rate * learned direction."""
+    return optax.chain(
+        scale_by_learned(meta_params, kind, grad_clip=grad_clip, eps=eps),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+
+
+def optim4rl(
+    learning_rate: optax.ScalarOrSchedule,
+    meta_params: MetaParams | None = None,
+    *,
+    grad_clip: float | None = 1.0,
+    eps: float = 1e-8,
+) -> optax.GradientTransformation:
+    """The Optim4RL optimizer: update = -lr * sign(g) exp(o1) / sqrt(exp(o2) + eps).
+
+    With `meta_params=None` the shipped `pretrained("gridworld")` meta-parameters are used.
+    Works with `optax.inject_hyperparams(optim4rl, static_args="meta_params")`.
+    """
+    if meta_params is None:
+        from optim4rl.checkpoint import pretrained
+
+        meta_params, _ = pretrained("gridworld")
+    return learned(learning_rate, meta_params, "optim4rl", grad_clip=grad_clip, eps=eps)
