@@ -146,15 +146,14 @@ def load_meta_params(
 
 
 def _check_layout(meta_params: MetaParams, kind: str, path: Path) -> None:
-    expected = jax.eval_shape(lambda: networks.init_meta_params(jax.random.key(0), kind))
-    want = {jax.tree_util.keystr(k): v.shape for k, v in _flat(expected)}
     try:
-        got = {jax.tree_util.keystr(k): np.shape(v) for k, v in _flat(meta_params)}
+        diff = networks.layout_mismatch(meta_params, kind)
     except Exception as err:
         raise CheckpointError(f"{path}: meta-parameters are not a tree of arrays ({err})") from err
-    if want != got:
-        diff = sorted(set(want.items()) ^ set(got.items()))[:6]
-        raise CheckpointError(f"{path}: meta-parameters do not have the {kind!r} layout: {diff}")
+    if diff:
+        raise CheckpointError(
+            f"{path}: meta-parameters do not have the {kind!r} layout: {diff[:6]}"
+        )
 
 
 def _flat(tree: Any) -> list[tuple[Any, Any]]:

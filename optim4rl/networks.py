@@ -128,13 +128,27 @@ def direction(
     raise ValueError(check_kind(kind))
 
 
+def layout_mismatch(meta_params: MetaParams, kind: str) -> list[str]:
+    """Differences between a tree's (path, shape) pairs and those of `kind` (empty if it matches)."""
+    expected = jax.eval_shape(lambda: init_meta_params(jax.random.key(0), kind))
+    want = {jax.tree_util.keystr(k): tuple(v.shape) for k, v in _flat(expected)}
+    got = {jax.tree_util.keystr(k): tuple(jnp.shape(v)) for k, v in _flat(meta_params)}
+    return [
+        f"{k}: {got.get(k, 'missing')} (expected {want.get(k, 'nothing')})"
+        for k in sorted(set(want.items()) ^ set(got.items()))
+    ]
+
+
+def _flat(tree: Any) -> list[tuple[Any, Any]]:
+    return jax.tree_util.tree_flatten_with_path(tree)[0]
+
+
 def infer_kind(meta_params: MetaParams) -> str:
     """The kind whose layout the meta-parameter tree has; a ValueError if it matches none."""
-    for kind, (grus, heads) in _LAYOUT.items():
-        if set(meta_params) == set(grus) | set(heads):
+    for kind in KINDS:
+        if not layout_mismatch(meta_params, kind):
             return kind
     raise ValueError(
-        f"meta-parameters with top-level keys {sorted(meta_params)} match no learned-optimizer "
-        f"kind; expected one of "
-        + "; ".join(f"{k}: {sorted({**g, **h})}" for k, (g, h) in _LAYOUT.items())
+        f"meta-parameters match no learned-optimizer layout ({', '.join(KINDS)}); against "
+        f"optim4rl they differ in {layout_mismatch(meta_params, 'optim4rl')[:4]}"
     )

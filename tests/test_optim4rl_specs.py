@@ -1,0 +1,110 @@
+"""Optimizer specs: strings to optax transforms, per-module assignments, and their errors."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import optim4rl
+from optim4rl.specs import pattern_matches
+
+
+def _step(tx, params, grads):
+    updates, _ = tx.update(grads, tx.init(params), params)
+    return updates
+
+
+def test_optax_spec_equals_the_optax_optimizer():
+    params = {"w": jnp.array([1.0, -2.0])}
+    grads = {"w": jnp.array([0.5, 0.25])}
+    got = _step(optim4rl.from_spec("adamw(learning_rate=1e-2, weight_decay=0.1)"), params, grads)
+    want = _step(optax.adamw(1e-2, weight_decay=0.1), params, grads)
+    np.testing.assert_allclose(got["w"], want["w"])
+    got = _step(optim4rl.from_spec("optax.sgd(0.5)"), params, grads)
+    np.testing.assert_allclose(got["w"], -0.5 * grads["w"])
+
+
+def test_learned_spec_with_seed_and_path(tmp_path):
+    mp = optim4rl.init_meta_params(jax.random.key(4), "lin")
+    path = optim4rl.save_meta_params(
+        tmp_path / "lin.msgpack", mp, hyperparameters={"grad_clip": 0.5}
+    )
+    g = jnp.array([0.9, -0.1])
+    got = _step(optim4rl.from_spec(f"lin(1e-3, path='{path}')"), g, g)
+    want = _step(optim4rl.learned(1e-3, mp, grad_clip=0.5), g, g)  # clip taken from the header
+    np.testing.assert_allclose(got, want)
+    got = _step(optim4rl.from_spec("optim4rl(learning_rate=1e-3, seed=4)"), g, g)
+    want = _step(optim4rl.optim4rl(1e-3, optim4rl.init_meta_params(jax.random.key(4))), g, g)
+    np.testing.assert_allclose(got, want)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("adamm(learning_rate=1e-3)", "unknown optimizer 'adamm'.*did you mean adam"),
+        ("adamw(lr=1e-3)", "bad arguments.*adamw"),
+        ("adamw(learning_rate=x)", "arguments must be literals"),
+        ("adamw(learning_rate=1e-3", "not of the form"),
+        ("optim4rl(learning_rate=1e-3, pretrained='nope')", "no pretrained optimizer named 'nope'"),
+        ("optim4rl(learning_rate=1e-3, path='/no/such.msgpack')", "no meta-parameter checkpoint"),
+        ("optim4rl(learning_rate=1e-3, seed=0, path='x')", "only one of"),
+        ("optim4rl(learning_rate=1e-3, beta=2)", "unknown argument.*beta"),
+        ("lin(learning_rate=1e-3)", "pretrained=NAME, path=FILE or seed=INT"),
+        ("optim4rl(seed=0)", "learning_rate is required"),
+    ],
+)
+def test_bad_specs_name_the_problem(spec, message):
+    with pytest.raises(optim4rl.SpecError, match=message):
+        optim4rl.from_spec(spec)
+
+
+def test_pattern_matching_on_paths():
+    path = "params/policy/context_encoder/Dense_0/kernel"
+    assert pattern_matches("context_encoder", path)
+    assert pattern_matches("policy/context_encoder", path)
+    assert pattern_matches("*encoder*/Dense_*", path)
+    assert not pattern_matches("encoder", path)  # whole components, not substrings
+    assert not pattern_matches("context_encoder/policy", path)
+
+
+class _Agent(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        e = nn.Dense(3, name="context_encoder")(x)
+        o = nn.Dense(3, name="obs_encoder")(x)
+        return nn.Dense(1, name="head")(jnp.concatenate([e, o], -1))
+
+
+@pytest.fixture(scope="module")
+def agent_params():
+    return _Agent().init(jax.random.key(0), jnp.ones((1, 2)))
+
+
+def test_per_module_assigns_each_group_its_optimizer(agent_params):
+    spec = {
+        "context_encoder": "sgd(learning_rate=0.1)",
+        "*_encoder": "sgd(learning_rate=1.0)",  # catches obs_encoder only: first match wins
+        "default": "sgd(learning_rate=0.0)",
+    }
+    labels = optim4rl.label_params(agent_params, [k for k in spec if k != "default"])
+    assert labels["params"]["context_encoder"]["kernel"] == "context_encoder"
+    assert labels["params"]["obs_encoder"]["bias"] == "*_encoder"
+    assert labels["params"]["head"]["kernel"] == "default"
+    grads = jax.tree_util.tree_map(jnp.ones_like, agent_params)
+    u = _step(optim4rl.from_spec(spec), agent_params, grads)["params"]
+    np.testing.assert_allclose(u["context_encoder"]["kernel"], -0.1)
+    np.testing.assert_allclose(u["obs_encoder"]["kernel"], -1.0)
+    np.testing.assert_allclose(u["head"]["kernel"], 0.0)
+
+
+def test_per_module_errors(agent_params):
+    tx = optim4rl.from_spec({"context_encdoer": "sgd(0.1)", "default": "sgd(0.1)"})
+    with pytest.raises(optim4rl.SpecError, match=r"\['context_encdoer'\] match no parameter"):
+        tx.init(agent_params)
+    tx = optim4rl.from_spec({"context_encoder": "sgd(0.1)"})
+    with pytest.raises(optim4rl.SpecError, match="4 parameter\\(s\\) match no pattern"):
+        tx.init(agent_params)
+    with pytest.raises(optim4rl.SpecError, match="unknown optimizer"):
+        optim4rl.from_spec({"head": "nosuch(1)"})
