@@ -133,10 +133,8 @@ def layout_mismatch(meta_params: MetaParams, kind: str) -> list[str]:
     expected = jax.eval_shape(lambda: init_meta_params(jax.random.key(0), kind))
     want = {jax.tree_util.keystr(k): tuple(v.shape) for k, v in _flat(expected)}
     got = {jax.tree_util.keystr(k): tuple(jnp.shape(v)) for k, v in _flat(meta_params)}
-    return [
-        f"{k}: {got.get(k, 'missing')} (expected {want.get(k, 'nothing')})"
-        for k in sorted(set(want.items()) ^ set(got.items()))
-    ]
+    keys = sorted({k for k, _ in set(want.items()) ^ set(got.items())})
+    return [f"{k}: {got.get(k, 'missing')} (expected {want.get(k, 'nothing')})" for k in keys]
 
 
 def _flat(tree: Any) -> list[tuple[Any, Any]]:
