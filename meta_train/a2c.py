@@ -1,0 +1,191 @@
+"""The inner agent of Optim4RL: A2C on a gridworld, with any optax optimizer.
+
+Network (spec section 3): small maps and Catch flatten -> Dense32 -> ReLU; big maps
+Conv(16, 2x2, over rows x cols, channels as features) -> ReLU -> flatten -> Dense32 -> ReLU; heads
+Dense(num_actions) logits and Dense(1) value.
+
+Loss on a rollout of T steps from E environments, with lambda-returns G (targets use the values
+under stop_gradient, bootstrapped from V(s_T), cut at episode ends):
+    G_t = r_t + gamma (1 - d_t) ((1 - lambda) V(s_{t+1}) + lambda G_{t+1}),   G_T = V(s_T)
+    L = -mean(log pi(a_t|s_t) sg(G_t - V(s_t))) + c_v mean((sg(G_t) - V(s_t))^2) - c_e mean(H(pi))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from meta_train import envs
+
+
+class ActorCritic(nn.Module):
+    """Policy logits and state value from a `(..., rows, cols, channels)` observation."""
+
+    num_actions: int
+    conv: bool
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        batch = obs.shape[:-3]
+        x = obs.reshape((-1, *obs.shape[-3:]))
+        if self.conv:
+            x = nn.relu(nn.Conv(16, (2, 2), padding="VALID", name="conv")(x))
+        x = x.reshape((x.shape[0], -1))
+        x = nn.relu(nn.Dense(32, name="torso")(x))
+        logits = nn.Dense(self.num_actions, name="policy")(x)
+        value = nn.Dense(1, name="value")(x)[:, 0]
+        return logits.reshape((*batch, -1)), value.reshape(batch)
+
+
+@dataclass(frozen=True)
+class A2CConfig:
+    """A2C hyperparameters; defaults are the paper's."""
+
+    task: str = "small_dense_short"
+    rollout_len: int = 20
+    gamma: float = 0.995
+    lam: float = 0.95
+    value_coef: float = 0.5
+    entropy_coef: float = 0.01
+    num_envs: int = 1
+    num_updates: int = 2000
+    reward_scale: float = 1.0
+
+    def __post_init__(self):
+        envs.check_task(self.task)
+        for name in ("rollout_len", "num_envs", "num_updates"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"A2CConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+
+class Transition(NamedTuple):
+    obs: jax.Array  # (T, E, rows, cols, C)
+    action: jax.Array  # (T, E)
+    reward: jax.Array  # (T, E)
+    done: jax.Array  # (T, E) episode ended after this step (terminated or truncated)
+
+
+class EnvCarry(NamedTuple):
+    """Environment side of an agent: current observations, env states, episode statistics."""
+
+    obs: jax.Array  # (E, rows, cols, C)
+    state: Any  # env state, leading axis E
+    running: jax.Array  # (E,) return of the episode in progress
+    last: jax.Array  # (E,) return of the last finished episode
+    episodes: jax.Array  # (E,) finished episodes
+
+
+class Agent:
+    """A2C pieces for one task: init, rollout, loss. Pure functions of their arguments."""
+
+    def __init__(self, config: A2CConfig):
+        self.config = config
+        self.env, self.env_params = envs.make(config.task)
+        self.net = ActorCritic(self.env.num_actions, envs.uses_conv(config.task))
+        obs_shape = self.env.observation_space(self.env_params).shape
+        self._dummy = jnp.zeros((1, *obs_shape), jnp.float32)
+
+    def init_params(self, key: jax.Array) -> Any:
+        return self.net.init(key, self._dummy)
+
+    def init_env(self, key: jax.Array) -> EnvCarry:
+        keys = jax.random.split(key, self.config.num_envs)
+        obs, state = jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.env_params)
+        zeros = jnp.zeros((self.config.num_envs,), jnp.float32)
+        return EnvCarry(obs, state, zeros, zeros, zeros.astype(jnp.int32))
+
+    def rollout(self, params: Any, carry: EnvCarry, key: jax.Array) -> tuple[Transition, EnvCarry]:
+        """`rollout_len` steps of the current policy; no gradient flows through the sampling."""
+        params = jax.lax.stop_gradient(params)
+        step = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))
+
+        def body(carry: EnvCarry, key):
+            k_act, k_env = jax.random.split(key)
+            logits, _ = self.net.apply(params, carry.obs)
+            action = jax.random.categorical(k_act, logits)
+            env_keys = jax.random.split(k_env, self.config.num_envs)
+            obs, state, reward, term, trunc, _ = step(
+                env_keys, carry.state, action, self.env_params
+            )
+            done = term | trunc
+            running = carry.running + reward
+            new = EnvCarry(
+                obs=obs,
+                state=state,
+                running=jnp.where(done, 0.0, running),
+                last=jnp.where(done, running, carry.last),
+                episodes=carry.episodes + done.astype(jnp.int32),
+            )
+            # the stored observation is the one the action was taken from
+            return new, Transition(carry.obs, action, reward, done)
+
+        keys = jax.random.split(key, self.config.rollout_len)
+        carry, traj = jax.lax.scan(body, carry, keys)
+        return traj, carry
+
+    def loss(self, params: Any, traj: Transition, last_obs: jax.Array) -> tuple[jax.Array, dict]:
+        """A2C loss (module docstring) on `traj`, bootstrapping from `last_obs`."""
+        c = self.config
+        obs = jnp.concatenate([traj.obs, last_obs[None]], axis=0)
+        logits, values = self.net.apply(params, obs)
+        logits = logits[:-1]
+        v_sg = jax.lax.stop_gradient(values)
+        reward = traj.reward * c.reward_scale
+        cont = 1.0 - traj.done.astype(jnp.float32)
+
+        def back(g_next, xs):
+            r, k, v_next = xs
+            g = r + c.gamma * k * ((1.0 - c.lam) * v_next + c.lam * g_next)
+            return g, g
+
+        _, returns = jax.lax.scan(back, v_sg[-1], (reward, cont, v_sg[1:]), reverse=True)
+        adv = returns - v_sg[:-1]
+        logp_all = jax.nn.log_softmax(logits)
+        logp = jnp.take_along_axis(logp_all, traj.action[..., None], axis=-1)[..., 0]
+        entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1).mean()
+        policy_loss = -jnp.mean(logp * adv)
+        value_loss = jnp.mean((returns - values[:-1]) ** 2)
+        total = policy_loss + c.value_coef * value_loss - c.entropy_coef * entropy
+        return total, {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy}
+
+
+class TrainState(NamedTuple):
+    params: Any
+    opt_state: Any
+    env: EnvCarry
+
+
+def make_train(config: A2CConfig, optimizer: optax.GradientTransformation):
+    """`train(key) -> (final TrainState, metrics)`: `num_updates` A2C updates, jitted end to end.
+
+    metrics["episode_return"] (num_updates,): mean over envs of the last finished episode's return
+    (0 until one finishes); metrics["reward_rate"] (num_updates,): mean reward per step in the rollout.
+    vmap `train` over keys for seeds.
+    """
+    agent = Agent(config)
+
+    def update(state: TrainState, key):
+        traj, env = agent.rollout(state.params, state.env, key)
+        grads, _ = jax.grad(agent.loss, has_aux=True)(state.params, traj, env.obs)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"episode_return": env.last.mean(), "reward_rate": traj.reward.mean()}
+        return TrainState(params, opt_state, env), metrics
+
+    def train(key: jax.Array):
+        k_init, k_env, k_run = jax.random.split(key, 3)
+        params = agent.init_params(k_init)
+        state = TrainState(params, optimizer.init(params), agent.init_env(k_env))
+        return jax.lax.scan(update, state, jax.random.split(k_run, config.num_updates))
+
+    return jax.jit(train)
+
+
+def with_task(config: A2CConfig, task: str) -> A2CConfig:
+    """The same A2C settings on another task."""
+    return replace(config, task=task)
