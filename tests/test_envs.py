@@ -1,0 +1,143 @@
+"""resel.envs: registry, interface contract and the gymnax-based tasks (cheap, no Brax)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from resel import envs
+from tests.envs_helpers import rollout
+
+GYMNAX_TASKS = [
+    "Pendulum",
+    "Pendulum-P",
+    "Pendulum-V",
+    "CartPole",
+    "CartPole-P",
+    "CartPole-V",
+    "MemoryChain",
+]
+
+
+def test_registry_lists_every_suite():
+    all_names = envs.names()
+    for name in GYMNAX_TASKS:
+        assert name in all_names
+    assert len(set(all_names)) == len(all_names)
+    assert set(envs.names("classic")) <= set(all_names)
+
+
+def test_unknown_name_suggests_close_ones():
+    with pytest.raises(ValueError, match="did you mean.*'Pendulum-P'"):
+        envs.make("Pendulm-P")
+
+
+def test_unknown_option_names_the_option():
+    with pytest.raises(ValueError, match=r"does not take option\(s\) \['gravity_scale'\]"):
+        envs.make("Pendulum-P", gravity_scale=2.0)
+
+
+@pytest.mark.parametrize("name", GYMNAX_TASKS)
+def test_contract_jit_vmap_shapes_determinism_length(name):
+    env, params = envs.make(name)
+    obs_space, act_space = env.observation_space(params), env.action_space(params)
+    length = env.episode_length(params)
+    n = length + 7 if length < 300 else 300
+    run = jax.jit(lambda k: rollout(env, params, k, n))
+    out = run(jax.random.key(0))
+
+    # shapes and dtypes as declared
+    assert out["obs0"].shape == obs_space.shape and out["obs0"].dtype == obs_space.dtype
+    assert out["obs"].shape == (n, *obs_space.shape) and out["obs"].dtype == jnp.float32
+    assert out["action"].shape == (n, *act_space.shape)
+    assert out["reward"].dtype == jnp.float32 and out["reward"].shape == (n,)
+    for flag in ("done", "terminated", "truncated"):
+        assert out[flag].dtype == jnp.bool_
+    assert bool(jnp.all(jax.vmap(obs_space.contains)(out["final_obs"])))
+
+    # done convention: done == terminated | truncated, never both
+    np.testing.assert_array_equal(out["done"], out["terminated"] | out["truncated"])
+    assert not bool(jnp.any(out["terminated"] & out["truncated"]))
+    # episode length: never longer than declared; reaching it ends the episode
+    assert int(out["ep_len"].max()) <= length
+    at_limit = out["ep_len"] == length
+    assert bool(jnp.all(out["done"][at_limit]))
+    # truncated exactly when the declared length is reached without termination
+    np.testing.assert_array_equal(out["truncated"], at_limit & ~out["terminated"])
+    # auto-reset: after done the state's clock restarts
+    assert bool(jnp.all(out["time"][out["done"]] == 0))
+
+    # determinism for a key; a different key differs
+    again = run(jax.random.key(0))
+    np.testing.assert_array_equal(out["obs"], again["obs"])
+    other = run(jax.random.key(1))
+    assert not np.array_equal(out["obs"], other["obs"])
+
+    # vmap over keys: each row equals the unbatched rollout with that key
+    keys = jax.random.split(jax.random.key(3), 3)
+    batched = jax.jit(jax.vmap(run))(keys)
+    single = run(keys[1])
+    np.testing.assert_allclose(batched["obs"][1], single["obs"], rtol=1e-6, atol=1e-6)
+
+
+def test_pendulum_times_out_at_200_and_never_terminates():
+    env, params = envs.make("Pendulum-P")
+    out = rollout(env, params, jax.random.key(0), 401)
+    assert not bool(out["terminated"].any())
+    np.testing.assert_array_equal(np.flatnonzero(out["done"]), [199, 399])
+
+
+@pytest.mark.parametrize(
+    ("base", "indices", "part"),
+    [
+        ("Pendulum", [0, 1], "P"),
+        ("Pendulum", [2], "V"),
+        ("CartPole", [0, 2], "P"),
+        ("CartPole", [1, 3], "V"),
+    ],
+)
+def test_occlusion_keeps_the_named_part(base, indices, part):
+    full_env, params = envs.make(base)
+    env, _ = envs.make(f"{base}-{part}")
+    a = rollout(full_env, params, jax.random.key(5), 30)
+    b = rollout(env, params, jax.random.key(5), 30)
+    np.testing.assert_array_equal(b["obs"], a["obs"][:, indices])
+    np.testing.assert_array_equal(b["reward"], a["reward"])
+    assert env.hidden.startswith("velocities" if part == "P" else "positions")
+
+
+def test_cartpole_terminates_and_bootstraps_on_termination_only():
+    env, params = envs.make("CartPole-V")
+    out = rollout(env, params, jax.random.key(0), 200, policy=lambda k, o, t: jnp.int32(1))
+    # always pushing right: the pole falls well before the 500-step time-out
+    assert bool(out["terminated"].any()) and not bool(out["truncated"].any())
+    first = int(np.flatnonzero(out["done"])[0])
+    assert 5 < first < 100
+
+
+def test_memory_chain_rewards_recall():
+    env, params = envs.make("MemoryChain", memory_length=4)
+    assert env.episode_length(params) == 5
+
+    def recall(k, obs, t):  # remember context from the first observation: not possible here
+        return jnp.int32(0)
+
+    out = rollout(env, params, jax.random.key(0), 50, policy=recall)
+    ends = np.flatnonzero(out["done"])
+    np.testing.assert_array_equal(ends, np.arange(4, 50, 5))
+    assert bool(out["terminated"][ends].all())
+    # reward only at the query step, +1 or -1
+    assert set(np.unique(out["reward"][ends]).tolist()) <= {-1.0, 1.0}
+    mask = np.ones(50, bool)
+    mask[ends] = False
+    assert not out["reward"][mask].any()
+
+
+def test_observe_reward_appends_last_reward():
+    env, params = envs.make("Pendulum-V", observe_reward=True)
+    assert env.observation_space(params).shape == (2,)
+    out = rollout(env, params, jax.random.key(2), 10)
+    assert float(out["obs0"][-1]) == 0.0
+    np.testing.assert_allclose(out["obs"][:, -1], out["reward"], rtol=1e-6)
