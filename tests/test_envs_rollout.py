@@ -1,4 +1,4 @@
-"""Shared helpers for the resel.envs tests: random-action rollouts under jit + scan."""
+"""Shared helper for the resel.envs tests (no tests here): random-action rollouts under scan."""
 
 from __future__ import annotations
 
