@@ -1,8 +1,8 @@
 """The per-coordinate networks of the learned optimizers, batched over coordinates.
 
 Every scalar coordinate of every parameter is processed independently by the same small network, so
-the networks below take a batch of N coordinates: gradients `g` of shape (N,) and hidden states of
-shape (N, H). Meta-parameters use flax's layouts (`nn.GRUCell`, `nn.Dense`), so they can be inspected
+the networks below take whole arrays of coordinates: gradients `g` of any shape S and hidden states
+of shape (8, *S) per GRU, feature-major, so that one step is a fused pass over the coordinates. Meta-parameters use flax's layouts (`nn.GRUCell`, `nn.Dense`), so they can be inspected
 and initialised with flax, but the step is written as fused matrix products over all coordinates.
 
 Kinds (spec: Lan et al. 2024, "Learning to Optimize for Reinforcement Learning"):
@@ -73,58 +73,82 @@ def num_meta_params(meta_params: MetaParams) -> int:
     return sum(int(x.size) for x in jax.tree_util.tree_leaves(meta_params))
 
 
-def gru_step(p: MetaParams, x: jax.Array, h: jax.Array) -> jax.Array:
-    """One flax-GRUCell step for N coordinates at once. x: (N, d), h: (N, 8) -> (N, 8).
+def _col(v: jax.Array, ndim: int) -> jax.Array:
+    """A vector (F,) as (F, 1, ..., 1) so it broadcasts against a feature-major array (F, *S)."""
+    return jnp.reshape(v, v.shape + (1,) * ndim)
 
-    r = s(x Wir + bir + h Whr), z = s(x Wiz + biz + h Whz),
-    n = tanh(x Win + bin + r (h Whn + bhn)), h' = (1 - z) n + z h.
+
+def _linear(kernel: jax.Array, x: jax.Array) -> jax.Array:
+    """sum_k kernel[k] x[k]: (K, F) with (K, *S) -> (F, *S).
+
+    Written as K broadcast products rather than a matrix product: K is 1, 2 or 8, and XLA fuses the
+    whole step into one pass over the coordinates (about 1.5x faster than a K=8 matmul on CPU).
     """
-    w_i = jnp.concatenate([p["ir"]["kernel"], p["iz"]["kernel"], p["in"]["kernel"]], axis=1)
-    b_i = jnp.concatenate([p["ir"]["bias"], p["iz"]["bias"], p["in"]["bias"]])
-    w_h = jnp.concatenate([p["hr"]["kernel"], p["hz"]["kernel"], p["hn"]["kernel"]], axis=1)
-    # A 1-d input is a broadcast product, cheaper than a K=1 matrix product.
-    gi = x * w_i[0] + b_i if x.shape[1] == 1 else x @ w_i + b_i
-    gh = h @ w_h
-    r, z, n_i = jnp.split(gi, 3, axis=1)
-    hr, hz, hn = jnp.split(gh, 3, axis=1)
-    r = jax.nn.sigmoid(r + hr)
-    z = jax.nn.sigmoid(z + hz)
-    n = jnp.tanh(n_i + r * (hn + p["hn"]["bias"]))
+    nd = x.ndim - 1
+    return sum(_col(kernel[k], nd) * x[k][None] for k in range(kernel.shape[0]))
+
+
+def gru_step(p: MetaParams, x: jax.Array, h: jax.Array) -> jax.Array:
+    """One flax-GRUCell step for every coordinate at once, feature-major.
+
+    x: (d, *S) inputs, h: (8, *S) states -> (8, *S), with
+    r = s(Wir x + bir + Whr h), z = s(Wiz x + biz + Whz h),
+    n = tanh(Win x + bin + r (Whn h + bhn)), h' = (1 - z) n + z h.
+    """
+    nd = h.ndim - 1
+    gate = lambda i, hidden: (
+        _linear(p[i]["kernel"], x) + _col(p[i]["bias"], nd) + _linear(p[hidden]["kernel"], h)
+    )
+    r = jax.nn.sigmoid(gate("ir", "hr"))
+    z = jax.nn.sigmoid(gate("iz", "hz"))
+    n_in = _linear(p["in"]["kernel"], x) + _col(p["in"]["bias"], nd)
+    n = jnp.tanh(n_in + r * (_linear(p["hn"]["kernel"], h) + _col(p["hn"]["bias"], nd)))
     return (1.0 - z) * n + z * h
 
 
 def dense(p: MetaParams, h: jax.Array) -> jax.Array:
-    """Dense head: (N, 8) -> (N, out)."""
-    return h @ p["kernel"] + p["bias"]
+    """Dense head, feature-major: (8, *S) -> (out, *S)."""
+    return _linear(p["kernel"], h) + _col(p["bias"], h.ndim - 1)
 
 
 def l2l_preprocess(g: jax.Array, p: float = L2L_P) -> jax.Array:
-    """Andrychowicz et al. (2016) gradient preprocessing: (N,) -> (N, 2)."""
+    """Andrychowicz et al. (2016) gradient preprocessing: (*S) -> (2, *S)."""
     big = jnp.abs(g) >= jnp.exp(-p)
     first = jnp.where(big, jnp.log(jnp.abs(g) + 1e-8) / p, -1.0)
     second = jnp.where(big, jnp.sign(g), jnp.exp(p) * g)
-    return jnp.stack([first, second], axis=1)
+    return jnp.stack([first, second])
+
+
+def num_grus(kind: str) -> int:
+    """Number of GRU(8) cells, hence of (8, *S) state arrays per parameter leaf."""
+    return len(_LAYOUT[check_kind(kind)][0])
 
 
 def direction(
-    kind: str, meta_params: MetaParams, g: jax.Array, hidden: jax.Array, eps: float = 1e-8
-) -> tuple[jax.Array, jax.Array]:
-    """Learned descent direction for N coordinates. g: (N,) float32, hidden: (N, H) -> ((N,), (N, H))."""
+    kind: str,
+    meta_params: MetaParams,
+    g: jax.Array,
+    hidden: tuple[jax.Array, ...],
+    eps: float = 1e-8,
+) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    """Learned descent direction of every coordinate. g: (*S) float32, hidden: one (8, *S) per GRU.
+
+    Returns (direction (*S), new hidden). States stay separate arrays per GRU: concatenating them
+    costs a copy that, on CPU, took longer than the two GRU steps together.
+    """
     if kind == "optim4rl":
-        h1, h2 = hidden[:, :GRU_SIZE], hidden[:, GRU_SIZE:]
-        h1 = gru_step(meta_params["gru_g"], g[:, None], h1)
-        h2 = gru_step(meta_params["gru_g2"], (g * g)[:, None], h2)
-        o1 = dense(meta_params["head_g"], h1)[:, 0]
-        o2 = dense(meta_params["head_g2"], h2)[:, 0]
-        out = jnp.sign(g) * jnp.exp(o1) / jnp.sqrt(jnp.exp(o2) + eps)
-        return out, jnp.concatenate([h1, h2], axis=1)
+        h1 = gru_step(meta_params["gru_g"], g[None], hidden[0])
+        h2 = gru_step(meta_params["gru_g2"], (g * g)[None], hidden[1])
+        o1 = dense(meta_params["head_g"], h1)[0]
+        o2 = dense(meta_params["head_g2"], h2)[0]
+        return jnp.sign(g) * jnp.exp(o1) / jnp.sqrt(jnp.exp(o2) + eps), (h1, h2)
     if kind == "lin":
-        h = gru_step(meta_params["gru"], g[:, None], hidden)
+        h = gru_step(meta_params["gru"], g[None], hidden[0])
         o = dense(meta_params["head"], h)
-        return jnp.exp(o[:, 0]) * g + jnp.exp(o[:, 1]) * o[:, 2], h
+        return jnp.exp(o[0]) * g + jnp.exp(o[1]) * o[2], (h,)
     if kind == "l2lgd2":
-        h = gru_step(meta_params["gru"], l2l_preprocess(g), hidden)
-        return jnp.exp(dense(meta_params["head"], h)[:, 0]) * g, h
+        h = gru_step(meta_params["gru"], l2l_preprocess(g), hidden[0])
+        return jnp.exp(dense(meta_params["head"], h)[0]) * g, (h,)
     raise ValueError(check_kind(kind))
 
 

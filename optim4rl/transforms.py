@@ -7,8 +7,9 @@ function is differentiable with respect to them (what meta-training needs). Agen
 through `stop_gradient`: the meta-gradient flows through the recurrent states and the parameters the
 updates produce, not through second-order terms of g.
 
-All leaves are processed in one batch: gradients are flattened and concatenated into a vector of N
-coordinates and the network runs once on it (fused matrix products, no loop over leaves at run time).
+Each leaf is processed whole: the network runs on all its coordinates in one fused pass (no loop
+over coordinates, and no copy of gradients or states into one vector, which cost 3x the memory
+traffic of the step itself).
 Hidden states are float32 whatever the parameter dtype; updates come back in each leaf's dtype.
 """
 
@@ -25,7 +26,8 @@ from optim4rl.networks import MetaParams
 
 
 class LearnedOptimizerState(NamedTuple):
-    """Per-coordinate recurrent state: a pytree like the parameters, leaves of shape leaf.shape + (H,)."""
+    """Per-coordinate recurrent state: a tree like the parameters holding, for each leaf, a tuple of
+    one float32 array of shape (8,) + leaf.shape per GRU cell (two for optim4rl, one otherwise)."""
 
     hidden: Any
 
@@ -50,52 +52,34 @@ def scale_by_learned(
       `optax.scale_by_learning_rate`).
     """
     kind = networks.infer_kind(meta_params) if kind is None else networks.check_kind(kind)
-    size = networks.hidden_size(kind)
+    n_grus = networks.num_grus(kind)
 
     def init_fn(params: optax.Params) -> LearnedOptimizerState:
         hidden = jax.tree_util.tree_map(
-            lambda p: jnp.zeros(jnp.shape(p) + (size,), jnp.float32), params
+            lambda p: tuple(
+                jnp.zeros((networks.GRU_SIZE,) + jnp.shape(p), jnp.float32) for _ in range(n_grus)
+            ),
+            params,
         )
         return LearnedOptimizerState(hidden=hidden)
+
+    def leaf_update(g: jax.Array, h: tuple[jax.Array, ...]) -> tuple[jax.Array, tuple]:
+        x = jax.lax.stop_gradient(g).astype(jnp.float32)
+        if grad_clip is not None:
+            x = jnp.clip(x, -grad_clip, grad_clip)
+        out, h = networks.direction(kind, meta_params, x, h, eps)
+        return out.astype(g.dtype), h
 
     def update_fn(
         updates: optax.Updates, state: LearnedOptimizerState, params: optax.Params | None = None
     ) -> tuple[optax.Updates, LearnedOptimizerState]:
         del params
-        leaves, treedef = jax.tree_util.tree_flatten(updates)
-        if not leaves:
-            return updates, state
-        hidden_leaves = treedef.flatten_up_to(state.hidden)
-        sizes = [int(leaf.size) for leaf in leaves]
-        g = jnp.concatenate([jnp.ravel(leaf).astype(jnp.float32) for leaf in leaves])
-        g = jax.lax.stop_gradient(g)
-        if grad_clip is not None:
-            g = jnp.clip(g, -grad_clip, grad_clip)
-        h = jnp.concatenate([jnp.reshape(x, (-1, size)) for x in hidden_leaves])
-        out, h = networks.direction(kind, meta_params, g, h, eps)
-        splits = list(_cumsum(sizes)[:-1])
-        out_leaves = [
-            jnp.reshape(o, leaf.shape).astype(leaf.dtype)
-            for o, leaf in zip(jnp.split(out, splits), leaves, strict=True)
-        ]
-        new_hidden = [
-            jnp.reshape(x, hx.shape)
-            for x, hx in zip(jnp.split(h, splits), hidden_leaves, strict=True)
-        ]
-        return (
-            jax.tree_util.tree_unflatten(treedef, out_leaves),
-            LearnedOptimizerState(hidden=jax.tree_util.tree_unflatten(treedef, new_hidden)),
-        )
+        pairs = jax.tree_util.tree_map(leaf_update, updates, state.hidden)
+        out = jax.tree_util.tree_map(lambda _, pair: pair[0], updates, pairs)
+        hidden = jax.tree_util.tree_map(lambda _, pair: pair[1], updates, pairs)
+        return out, LearnedOptimizerState(hidden=hidden)
 
     return optax.GradientTransformation(init_fn, update_fn)
-
-
-def _cumsum(sizes: list[int]) -> list[int]:
-    total, out = 0, []
-    for s in sizes:
-        total += s
-        out.append(total)
-    return out
 
 
 def scale_by_optim4rl(

@@ -84,7 +84,7 @@ def test_update_matches_numpy_reference_over_steps(kind):
             for i, gi in enumerate(flat_g):
                 want[i], hidden[name][i] = _np_step(kind, mp, gi, hidden[name][i])
             np.testing.assert_allclose(np.ravel(out[name]), want, rtol=2e-5, atol=1e-6)
-            got_h = np.asarray(state.hidden[name]).reshape(-1, size)
+            got_h = np.concatenate([np.reshape(h, (8, -1)).T for h in state.hidden[name]], axis=1)
             np.testing.assert_allclose(got_h, hidden[name], rtol=2e-5, atol=1e-6)
 
 
@@ -93,7 +93,8 @@ def test_gru_step_equals_flax_gru_cell():
     x = jax.random.normal(jax.random.key(4), (5, 2))
     h = jax.random.normal(jax.random.key(5), (5, 8))
     want, _ = nn.GRUCell(features=8).apply({"params": mp["gru"]}, h, x)
-    np.testing.assert_allclose(networks.gru_step(mp["gru"], x, h), want, rtol=1e-6, atol=1e-6)
+    got = networks.gru_step(mp["gru"], x.T, h.T).T  # feature-major
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 def test_meta_param_counts_and_hidden_sizes():
@@ -118,7 +119,8 @@ def test_dtypes_scalars_and_hidden_shapes():
     params = {"s": jnp.float32(1.0), "bf": jnp.ones((3, 2), jnp.bfloat16), "f": jnp.ones((7,))}
     state = tx.init(params)
     hidden = state[0].hidden
-    assert hidden["s"].shape == (16,) and hidden["bf"].shape == (3, 2, 16)
+    assert [h.shape for h in hidden["s"]] == [(8,), (8,)]
+    assert [h.shape for h in hidden["bf"]] == [(8, 3, 2), (8, 3, 2)]
     assert all(h.dtype == jnp.float32 for h in jax.tree_util.tree_leaves(hidden))
     u, state = jax.jit(tx.update)(params, state)
     assert u["bf"].dtype == jnp.bfloat16 and u["s"].shape == () and u["f"].dtype == jnp.float32

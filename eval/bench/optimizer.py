@@ -1,0 +1,56 @@
+"""`python -m eval bench optimizer`: time of one optimizer update, learned kinds vs optax.adamw.
+
+Parameter trees shaped like an MLP (several leaves of mixed sizes) with 1e4, 1e5 and 1e6 scalars; each
+update is jitted, timed after compilation, and reported with its ratio to adamw on the same tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import jax
+import optax
+
+import optim4rl
+from eval.bench.timing import time_fn
+
+
+def mlp_like_tree(n: int, key: jax.Array) -> dict[str, jax.Array]:
+    """About n float32 scalars in 6 leaves: three (w, b) pairs with a 3:2:1 share of the weights."""
+    width = max(int((n / 6) ** 0.5), 2)
+    shapes = {
+        "w0": (3 * width, width),
+        "b0": (width,),
+        "w1": (2 * width, width),
+        "b1": (width,),
+        "w2": (n // width - 5 * width - 3, width),
+        "b2": (width,),
+    }
+    keys = jax.random.split(key, len(shapes))
+    return {k: jax.random.normal(kk, s) for kk, (k, s) in zip(keys, shapes.items(), strict=True)}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval bench optimizer")
+    parser.add_argument("--sizes", type=float, nargs="+", default=[1e4, 1e5, 1e6])
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args(argv)
+    key = jax.random.key(0)
+    optimizers = {"adamw": optax.adamw(1e-3)}
+    for kind in optim4rl.KINDS:
+        optimizers[kind] = optim4rl.learned(1e-3, optim4rl.init_meta_params(key, kind), kind)
+    print(f"backend: {jax.default_backend()}, devices: {len(jax.devices())}")
+    print("| params | optimizer | update (ms) | ratio to adamw |")
+    print("|---:|---|---:|---:|")
+    for size in args.sizes:
+        params = mlp_like_tree(int(size), key)
+        n = sum(x.size for x in jax.tree_util.tree_leaves(params))
+        grads = jax.tree_util.tree_map(lambda x: 0.01 * x, params)
+        base = None
+        for name, tx in optimizers.items():
+            state = tx.init(params)
+            update = jax.jit(tx.update)
+            seconds = time_fn(lambda tx=tx, s=state, u=update: u(grads, s, params), repeats=args.repeats)
+            base = base or seconds
+            print(f"| {n:,} | {name} | {seconds * 1e3:.3f} | {seconds / base:.2f} |")
+    return 0
