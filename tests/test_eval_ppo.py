@@ -93,7 +93,9 @@ def test_per_module_optimizer_moves_only_its_module():
     same = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), ts0.params, ts1.params)
     assert all(jax.tree.leaves(same["value"]))
     assert not any(jax.tree.leaves(same["policy"]))
-    assert float(ts1.env_steps) == config.training_steps_per_epoch * config.env_steps_per_training_step
+    assert (
+        float(ts1.env_steps) == config.training_steps_per_epoch * config.env_steps_per_training_step
+    )
 
 
 def test_config_errors_name_the_problem():
