@@ -18,6 +18,8 @@ GYMNAX_TASKS = [
     "CartPole-P",
     "CartPole-V",
     "MemoryChain",
+    "Wind",
+    "KeyToDoor-60",
 ]
 
 
@@ -141,3 +143,94 @@ def test_observe_reward_appends_last_reward():
     out = rollout(env, params, jax.random.key(2), 10)
     assert float(out["obs0"][-1]) == 0.0
     np.testing.assert_allclose(out["obs"][:, -1], out["reward"], rtol=1e-6)
+
+
+def test_every_key_to_door_length_is_registered_with_its_episode_length():
+    for n in (60, 120, 250, 500):
+        env, params = envs.make(f"KeyToDoor-{n}")
+        assert env.episode_length(params) == 15 + n + 15
+        assert env.action_space(params).n == 4
+
+
+def _positions(obs, room):
+    """(row, col) of each channel's marked cell and whether it is visible: [4, 2], [4]."""
+    planes = obs.reshape(4, room * room)
+    idx = jnp.argmax(planes, axis=1)
+    return jnp.stack([idx // room, idx % room], axis=-1), planes.max(axis=1) > 0
+
+
+def _toward(agent, target):
+    d = target - agent
+    return jnp.where(d[0] < 0, 0, jnp.where(d[0] > 0, 1, jnp.where(d[1] < 0, 2, 3)))
+
+
+def _away(agent, target, room):
+    moves = jnp.array([[-1, 0], [1, 0], [0, -1], [0, 1]])
+    nxt = jnp.clip(agent + moves, 0, room - 1)
+    return jnp.argmax(jnp.abs(nxt - target).sum(-1))
+
+
+def _key_to_door_policy(touch_key: bool, room: int = 5):
+    def policy(k, obs, t):
+        pos, visible = _positions(obs, room)
+        agent, key, door = pos[0], pos[1], pos[3]
+        to_key = _toward(agent, key) if touch_key else _away(agent, key, room)
+        random = jax.random.randint(k, (), 0, 4)
+        act = jnp.where(visible[1], to_key, jnp.where(visible[3], _toward(agent, door), random))
+        return act.astype(jnp.int32)
+
+    return policy
+
+
+@pytest.mark.parametrize("touch_key", [True, False])
+def test_key_to_door_final_reward_needs_the_key(touch_key):
+    env, params = envs.make("KeyToDoor-60")
+    run = jax.jit(
+        jax.vmap(lambda k: rollout(env, params, k, 90, policy=_key_to_door_policy(touch_key)))
+    )
+    out = run(jax.random.split(jax.random.key(0), 4))
+    apple_phase_end = 15 + 60
+    for b in range(4):
+        done = np.flatnonzero(out["done"][b])
+        # the scripted policy walks to the door: the episode terminates in the door phase
+        assert len(done) >= 1 and apple_phase_end <= done[0] < 90
+        assert bool(out["terminated"][b, done[0]])
+        door_rewards = out["reward"][b, apple_phase_end : done[0] + 1]
+        assert float(door_rewards.sum()) == (10.0 if touch_key else 0.0)
+        # apples: only in the apple phase, at most 10 of them worth 1 each
+        apple_rewards = out["reward"][b, :apple_phase_end]
+        assert float(apple_rewards.sum()) <= 10.0
+        assert not out["reward"][b, :15].any()
+
+
+def test_wind_moves_the_robot_by_action_plus_hidden_wind():
+    env, params = envs.make("Wind")
+    winds = jnp.array([[0.05, -0.03], [-0.07, 0.02]], jnp.float32)
+    batch = jax.vmap(lambda w: params.replace(wind_low=w, wind_high=w))(winds)
+    actions = jax.random.uniform(jax.random.key(1), (10, 2), minval=-0.2, maxval=0.2)
+
+    def run(p):
+        return rollout(env, p, jax.random.key(0), 10, policy=lambda k, o, t: actions[t])
+
+    out = jax.jit(jax.vmap(run))(batch)
+    clipped = np.clip(np.asarray(actions), -0.1, 0.1)
+    for i, w in enumerate(np.asarray(winds)):
+        expected = np.cumsum(clipped + w, axis=0)
+        np.testing.assert_allclose(out["obs"][i], expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(out["obs"][0], out["obs"][1])
+
+
+def test_wind_sparse_reward_near_the_goal():
+    env, params = envs.make("Wind", wind=(0.04, -0.05))
+    w, goal = np.array([0.04, -0.05]), np.array([0.0, 1.0])
+
+    def oracle(k, obs, t):  # knows the wind: steer straight to the goal
+        return jnp.clip(goal - obs - w, -0.1, 0.1)
+
+    out = rollout(env, params, jax.random.key(0), 75, policy=oracle)
+    dist = np.linalg.norm(np.asarray(out["final_obs"]) - goal, axis=-1)
+    expected = np.where(dist <= 0.03, 1.0 - dist, 0.0)
+    np.testing.assert_allclose(out["reward"], expected, atol=1e-5)
+    assert out["reward"].sum() > 10  # reaches the goal and stays there
+    np.testing.assert_array_equal(np.flatnonzero(out["done"]), [74])
+    assert bool(out["truncated"][74]) and not out["terminated"].any()

@@ -1,0 +1,160 @@
+"""Key-to-Door: a three-phase gridworld for long-term credit assignment.
+
+Each phase takes place in its own `room_size x room_size` room; a timer moves the agent on:
+
+1. key phase (`key_steps` = 15 steps): the agent starts on a random cell, a key lies on another;
+   stepping onto the key picks it up (no reward).
+2. apple phase (`apple_steps` = N steps, N in {60, 120, 250, 500}): `num_apples` apples on random
+   cells, each worth `apple_reward` when stepped on: distractor rewards.
+3. door phase (`door_steps` = 15 steps): stepping onto the door ends the episode (a termination)
+   with `final_reward` if the key was picked up in phase 1, else 0.
+
+The episode also terminates at the end of the door phase (a finite-horizon task: the last step is a
+true end, not a time-out), so its length is at most `key_steps + apple_steps + door_steps`.
+Actions: Discrete(4) = up, down, left, right (moves into walls leave the agent in place).
+Observation: the current room as 4 binary planes (agent, key, apple, door), flattened:
+float32 [4 * room_size**2]. Hidden: whether the key was picked up (only visible in phase 1).
+`info["success"]` is True on the step the door opens with the key.
+Defaults for rewards and apples follow the TVT key-to-door (10 apples worth 1, final reward 10).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from resel.envs.core import Environment
+from resel.envs.spaces import Box, Discrete
+
+MOVES = jnp.array([[-1, 0], [1, 0], [0, -1], [0, 1]], jnp.int32)  # up, down, left, right
+CHANNELS = ("agent", "key", "apple", "door")
+
+
+@struct.dataclass
+class KeyToDoorParams:
+    key_steps: int = 15
+    apple_steps: int = 60
+    door_steps: int = 15
+    apple_reward: float = 1.0
+    final_reward: float = 10.0
+    max_steps_in_episode: int = 90
+
+
+@struct.dataclass
+class KeyToDoorState:
+    agent: jax.Array  # int32 [2] (row, col)
+    key: jax.Array  # int32 [2]
+    has_key: jax.Array  # bool
+    apples: jax.Array  # bool [room_size, room_size]
+    door: jax.Array  # int32 [2]
+    starts: jax.Array  # int32 [2, 2]: agent start of the apple and door phases
+    time: jax.Array
+
+
+class KeyToDoor(Environment):
+    """Three-phase key-to-door gridworld (see module docstring)."""
+
+    family = "credit_assignment"
+    hidden = "whether the key was picked up (after the key phase)"
+
+    def __init__(
+        self,
+        *,
+        apple_steps: int = 60,
+        key_steps: int = 15,
+        door_steps: int = 15,
+        room_size: int = 5,
+        num_apples: int = 10,
+        apple_reward: float = 1.0,
+        final_reward: float = 10.0,
+    ):
+        if min(apple_steps, key_steps, door_steps) < 1:
+            raise ValueError("Key-to-Door phases need at least one step each")
+        if room_size < 2 or not 0 <= num_apples <= room_size**2 - 1:
+            raise ValueError(
+                f"room_size {room_size} must be >= 2 and num_apples {num_apples} in "
+                f"[0, room_size**2 - 1]"
+            )
+        self.name = f"KeyToDoor-{apple_steps}"
+        self.room_size = room_size
+        self.num_apples = num_apples
+        self._params = KeyToDoorParams(
+            key_steps=key_steps,
+            apple_steps=apple_steps,
+            door_steps=door_steps,
+            apple_reward=apple_reward,
+            final_reward=final_reward,
+            max_steps_in_episode=key_steps + apple_steps + door_steps,
+        )
+
+    @property
+    def default_params(self) -> KeyToDoorParams:
+        return self._params
+
+    def _cells(self, key: jax.Array, k: int) -> jax.Array:
+        """k distinct random cells: int32 [k, 2]."""
+        flat = jax.random.permutation(key, self.room_size**2)[:k]
+        return jnp.stack([flat // self.room_size, flat % self.room_size], axis=-1).astype(jnp.int32)
+
+    def reset_env(self, key, params):
+        k1, k2, k3 = jax.random.split(key, 3)
+        first = self._cells(k1, 2)  # agent start, key
+        second = self._cells(k2, 1 + self.num_apples)  # agent start, apples
+        third = self._cells(k3, 2)  # agent start, door
+        n = self.room_size
+        apples = jnp.zeros((n, n), bool).at[second[1:, 0], second[1:, 1]].set(True)
+        state = KeyToDoorState(
+            agent=first[0],
+            key=first[1],
+            has_key=jnp.array(False),
+            apples=apples,
+            door=third[1],
+            starts=jnp.stack([second[0], third[0]]),
+            time=jnp.int32(0),
+        )
+        return self._observe(state, params), state
+
+    def _phase(self, time, params) -> jax.Array:
+        """0 key, 1 apple, 2 door phase for a step taken at `time`."""
+        return (time >= params.key_steps).astype(jnp.int32) + (
+            time >= params.key_steps + params.apple_steps
+        ).astype(jnp.int32)
+
+    def step_env(self, key, state, action, params):
+        phase = self._phase(state.time, params)
+        agent = jnp.clip(state.agent + MOVES[action], 0, self.room_size - 1)
+        on_key = (phase == 0) & ~state.has_key & jnp.all(agent == state.key)
+        on_apple = (phase == 1) & state.apples[agent[0], agent[1]]
+        on_door = (phase == 2) & jnp.all(agent == state.door)
+        has_key = state.has_key | on_key
+        apples = state.apples.at[agent[0], agent[1]].set(
+            state.apples[agent[0], agent[1]] & ~on_apple
+        )
+        reward = on_apple * params.apple_reward + (on_door & has_key) * params.final_reward
+        time = state.time + 1
+        # the timer moves the agent to the next room
+        agent = jnp.where(time == params.key_steps, state.starts[0], agent)
+        agent = jnp.where(time == params.key_steps + params.apple_steps, state.starts[1], agent)
+        terminated = on_door | (time >= params.max_steps_in_episode)
+        new = state.replace(agent=agent, has_key=has_key, apples=apples, time=time)
+        info = {"success": on_door & has_key}
+        return self._observe(new, params), new, reward.astype(jnp.float32), terminated, info
+
+    def _observe(self, state, params) -> jax.Array:
+        n = self.room_size
+        phase = self._phase(state.time, params)
+        planes = jnp.zeros((4, n, n), jnp.float32)
+        planes = planes.at[0, state.agent[0], state.agent[1]].set(1.0)
+        planes = planes.at[1, state.key[0], state.key[1]].set(
+            ((phase == 0) & ~state.has_key).astype(jnp.float32)
+        )
+        planes = planes.at[2].set(((phase == 1) & state.apples).astype(jnp.float32))
+        planes = planes.at[3, state.door[0], state.door[1]].set((phase == 2).astype(jnp.float32))
+        return planes.reshape(-1)
+
+    def observation_space(self, params=None) -> Box:
+        return Box.make(0.0, 1.0, (4 * self.room_size**2,))
+
+    def action_space(self, params=None) -> Discrete:
+        return Discrete(4)
