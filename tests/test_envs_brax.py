@@ -1,0 +1,170 @@
+"""resel.envs on Brax: every Brax task traces under jit+vmap with the declared shapes; the -P/-V
+split; gravity, direction and target-velocity tasks change dynamics or reward as stated.
+
+Compiling a Brax program takes 5-20 s on this CPU, so the compiled rollouts are few and short;
+shapes of every task are checked with `jax.eval_shape` (traced, not compiled).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from resel import envs
+from resel.envs import gravity
+from tests.test_envs_rollout import rollout
+
+BRAX_FAMILIES = ("locomotion", "gravity", "meta")
+BRAX_TASKS = [
+    n
+    for n in envs.names()
+    if envs.family_of(n) in BRAX_FAMILIES
+    and n != "Wind"
+    or n.split("-")[0] in ("Ant", "HalfCheetah", "Hopper", "Walker2d")
+]
+
+
+def test_brax_task_list_is_complete():
+    for robot in ("Ant", "HalfCheetah", "Hopper", "Walker2d"):
+        for suffix in ("", "-P", "-V", "-Gravity"):
+            assert f"{robot}{suffix}" in BRAX_TASKS
+    for name in ("Humanoid-Gravity", "AntDir", "CheetahDir", "HalfCheetahVel"):
+        assert name in BRAX_TASKS
+
+
+@pytest.mark.parametrize("name", BRAX_TASKS)
+def test_traces_under_jit_and_vmap_with_declared_shapes(name):
+    env, params = envs.make(name)
+    obs_space, act_space = env.observation_space(params), env.action_space(params)
+    keys = jax.random.split(jax.random.key(0), 2)
+    obs, state = jax.eval_shape(jax.jit(jax.vmap(env.reset, in_axes=(0, None))), keys, params)
+    assert obs.shape == (2, *obs_space.shape) and obs.dtype == obs_space.dtype
+    actions = jnp.zeros((2, *act_space.shape), act_space.dtype)
+    step = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
+    obs2, _, reward, done, info = jax.eval_shape(step, keys, state, actions, params)
+    assert obs2.shape == obs.shape and obs2.dtype == jnp.float32
+    assert reward.shape == (2,) and reward.dtype == jnp.float32
+    assert done.dtype == info["terminated"].dtype == info["truncated"].dtype == jnp.bool_
+    assert info["final_obs"].shape == obs.shape
+    assert env.episode_length(params) == (200 if envs.family_of(name) == "meta" else 1000)
+    assert env.hidden and env.family == envs.family_of(name)
+
+
+@pytest.mark.parametrize("robot", ["Ant", "HalfCheetah", "Hopper", "Walker2d"])
+def test_position_velocity_split(robot):
+    """Perturbing a joint velocity changes only -V; perturbing a joint angle changes only -P."""
+    env_p, _ = envs.make(f"{robot}-P")
+    env_v, _ = envs.make(f"{robot}-V")
+    brax_env = env_p.brax_env
+    sys = brax_env.sys
+    q0, qd0 = sys.init_q, jnp.zeros(sys.qd_size())
+
+    @jax.jit
+    def observe(q, qd):
+        return brax_env._get_obs(brax_env.pipeline_init(q, qd))
+
+    base = observe(q0, qd0)
+    vel = observe(q0, qd0.at[-1].add(0.5))  # last joint's velocity
+    pos = observe(q0.at[-1].add(0.2), qd0)  # last joint's angle (a hinge for every robot)
+    p_idx, v_idx = env_p.indices, env_v.indices
+    assert len(p_idx) + len(v_idx) == base.shape[0]
+    np.testing.assert_array_equal(vel[p_idx], base[p_idx])
+    assert not np.allclose(vel[v_idx], base[v_idx])
+    np.testing.assert_array_equal(pos[v_idx], base[v_idx])
+    assert not np.allclose(pos[p_idx], base[p_idx])
+
+
+def test_gravity_task_set_is_fixed_and_split_40_20():
+    scales = gravity.gravity_scales()
+    assert scales.shape == (60,)
+    np.testing.assert_array_equal(scales, gravity.gravity_scales())  # same seed, same set
+    assert scales.min() >= 1.5**-3 and scales.max() <= 1.5**3
+    train, test = gravity.gravity_split("train"), gravity.gravity_split("test")
+    assert train.shape == (40,) and test.shape == (20,)
+    np.testing.assert_array_equal(np.concatenate([train, test]), scales)
+    env, params = envs.make("Hopper-Gravity", split="test")
+    np.testing.assert_array_equal(params.gravity_scales, test)
+    with pytest.raises(ValueError, match="unknown gravity split 'val'"):
+        envs.make("Hopper-Gravity", split="val")
+    with pytest.raises(ValueError, match="task_index 20 out of range"):
+        envs.make("Hopper-Gravity", split="test", task_index=20)
+
+
+@pytest.fixture(scope="module")
+def hopper_gravity_runs():
+    """Hopper-Gravity, 40 steps of the same actions, under the lightest and heaviest gravity."""
+    env, params = envs.make("Hopper-Gravity", episode_length=40)
+    train = gravity.gravity_split("train")
+    picks = jnp.asarray([train.min(), train.max()])
+    batch = jax.vmap(lambda g: params.replace(gravity_scales=g[None]))(picks)
+    actions = jax.random.uniform(jax.random.key(7), (45, 3), minval=-1.0, maxval=1.0)
+
+    def run(p, key):
+        return rollout(env, p, key, 45, policy=lambda k, o, t: actions[t])
+
+    f = jax.jit(jax.vmap(run, in_axes=(0, None)))
+    return env, picks, f(batch, jax.random.key(0)), f(batch, jax.random.key(0))
+
+
+def test_two_gravities_give_different_trajectories(hopper_gravity_runs):
+    env, picks, out, again = hopper_gravity_runs
+    np.testing.assert_array_equal(out["obs"], again["obs"])  # deterministic for a key
+    np.testing.assert_array_equal(out["obs0"][0], out["obs0"][1])  # same start
+    assert not np.allclose(out["obs"][0, :5], out["obs"][1, :5], atol=1e-3)
+
+
+def test_brax_episode_ends_follow_the_convention(hopper_gravity_runs):
+    _, _, out, _ = hopper_gravity_runs
+    np.testing.assert_array_equal(out["done"], out["terminated"] | out["truncated"])
+    assert not bool(jnp.any(out["terminated"] & out["truncated"]))
+    assert int(out["ep_len"].max()) <= 40
+    np.testing.assert_array_equal(out["truncated"], (out["ep_len"] == 40) & ~out["terminated"])
+    assert bool(jnp.all(out["time"][out["done"]] == 0))
+
+
+def _cheetah_rollout(env, params, key, actions):
+    """Scan fixed actions; also return x velocity measured from the torso's x position."""
+    dt = float(env.brax_env.dt)
+
+    def body(state, a):
+        x0 = state.brax.pipeline_state.x.pos[0, 0]
+        obs, state, reward, done, info = env.step(jax.random.key(0), state, a, params)
+        x1 = state.brax.pipeline_state.x.pos[0, 0]  # after a reset: the new episode's x
+        return state, (obs, reward, done, info["truncated"], (x1 - x0) / dt, info["task"])
+
+    _, state = env.reset(key, params)
+    return jax.lax.scan(body, state, actions)[1]
+
+
+@pytest.fixture(scope="module")
+def cheetah_actions():
+    return jax.random.uniform(jax.random.key(3), (25, 6), minval=-1.0, maxval=1.0)
+
+
+def test_cheetah_directions_give_opposite_rewards_for_the_same_motion(cheetah_actions):
+    env, params = envs.make("CheetahDir", episode_length=30)
+    both = jax.vmap(lambda d: params.replace(directions=d[None]))(jnp.array([1.0, -1.0]))
+    run = jax.jit(jax.vmap(lambda p: _cheetah_rollout(env, p, jax.random.key(1), cheetah_actions)))
+    obs, reward, done, truncated, vx, task = run(both)
+    np.testing.assert_array_equal(obs[0], obs[1])  # the direction does not change the motion
+    np.testing.assert_array_equal(task[:, 0], [1.0, -1.0])
+    ctrl = -0.05 * np.sum(np.square(np.asarray(cheetah_actions)), axis=-1)
+    np.testing.assert_allclose(reward[0], vx[0] + ctrl, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(reward[1], -vx[1] + ctrl, rtol=1e-4, atol=1e-4)
+    assert np.abs(vx[0]).max() > 0.1  # it really moved
+
+
+def test_cheetah_velocity_reward_by_hand(cheetah_actions):
+    env, params = envs.make("HalfCheetahVel", target_velocity=1.5, episode_length=20)
+    out = jax.jit(lambda: _cheetah_rollout(env, params, jax.random.key(1), cheetah_actions))()
+    obs, reward, done, truncated, vx, task = out
+    np.testing.assert_array_equal(task, 1.5)
+    ctrl = 0.05 * np.sum(np.square(np.asarray(cheetah_actions)), axis=-1)
+    # on the time-out step (19) the state has been reset, so its measured x velocity is moot
+    ok = np.arange(25) != 19
+    np.testing.assert_allclose(reward[ok], (-np.abs(vx - 1.5) - ctrl)[ok], rtol=1e-4, atol=1e-4)
+    # HalfCheetah never terminates: exactly one time-out, after 20 steps
+    np.testing.assert_array_equal(np.flatnonzero(done), [19])
+    assert bool(truncated[19])
