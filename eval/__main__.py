@@ -7,6 +7,9 @@ import sys
 USAGE = """usage: python -m eval COMMAND ...
 
 commands:
+  run STUDY [--out DIR] [--scale cpu|paper]
+                         run a study (TOML file or shipped name), then write its report
+  report DIR             tables (Markdown, CSV) and plots (PNG, PDF) of a study's results
   bench NAME [options]   benchmarks; `python -m eval bench --list` names them
 """
 
@@ -21,6 +24,14 @@ def main(argv: list[str] | None = None) -> int:
         from eval.bench import main as bench_main
 
         return bench_main(rest)
+    if command == "run":
+        from eval.runner import main as run_main
+
+        return run_main(rest)
+    if command == "report":
+        from eval.report import main as report_main
+
+        return report_main(rest)
     print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

@@ -40,6 +40,12 @@ def _raw_keys(key: jax.Array, n: int) -> jax.Array:
     return jax.random.key_data(keys) if jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) else keys
 
 
+def _strong(tree: Any) -> Any:
+    """Drop weak types (Brax's wrappers make some), so a jitted epoch fed its own output does
+    not recompile."""
+    return jax.tree.map(lambda x: jax.lax.convert_element_type(x, jnp.result_type(x)), tree)
+
+
 def make_env(config: PPOConfig) -> envs.Env:
     """The Brax environment named by `config.env` (unknown names get a clear error)."""
     if config.env not in envs._envs:  # noqa: SLF001 - brax keeps its registry private
@@ -208,7 +214,7 @@ def make_ppo(config: PPOConfig, optimizer: optax.GradientTransformation) -> PPO:
             normalizer_params=running_statistics.init_state(obs_spec),
             env_steps=jnp.zeros((), jnp.float32),
         )
-        return ts, env_state
+        return _strong(ts), _strong(env_state)
 
     def train_epoch(
         ts: TrainState, env_state: Any, key: jax.Array
@@ -224,7 +230,7 @@ def make_ppo(config: PPOConfig, optimizer: optax.GradientTransformation) -> PPO:
             ret_count.sum() > 0, ret_sum.sum() / jnp.maximum(ret_count.sum(), 1), jnp.nan
         )
         metrics["finite"] = all_finite(loss_metrics) & all_finite(ts.params)
-        return ts, env_state, metrics
+        return _strong(ts), _strong(env_state), metrics
 
     return PPO(init=init, train_epoch=train_epoch, evaluate=evaluate, networks=networks)
 

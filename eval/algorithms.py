@@ -1,0 +1,185 @@
+"""Algorithm adapters for the study runner: `ppo` (eval.ppo), `a2c` (meta_train), `resel` (resel).
+
+An adapter checks tasks and config before a study runs, and runs one cell (one task, one optimizer,
+several seeds vmapped), calling `on_eval(seed_index, row)` after every evaluation so the runner can
+write metrics as they come. A row is a dict with at least "env_steps", "return" and "finite".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import jax
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+OnEval = Callable[[int, dict[str, float]], None]
+
+
+class Algorithm(Protocol):
+    name: str
+
+    def check_task(self, task: str) -> None: ...
+
+    def check_config(self, preset: str, overrides: dict[str, Any]) -> None: ...
+
+    def run_cell(
+        self,
+        *,
+        task: str,
+        preset: str,
+        overrides: dict[str, Any],
+        budget: int,
+        num_evals: int | None,
+        optimizer: optax.GradientTransformation,
+        seeds: Sequence[int],
+        on_eval: OnEval,
+        desc: str,
+    ) -> None: ...
+
+
+class PackageNotReady(RuntimeError):
+    """The package behind an algorithm does not expose what the adapter needs (yet)."""
+
+
+def _rows(metrics: dict[str, Any], n: int) -> list[dict[str, float]]:
+    """Split vmapped scalar metrics {name: [seeds]} into one row per seed (plain floats)."""
+    host = {k: np.asarray(v) for k, v in metrics.items()}
+    return [{k: float(v[i]) for k, v in host.items()} for i in range(n)]
+
+
+class PPOAlgorithm:
+    """eval.ppo on Brax tasks; budget = environment steps; seeds vmapped."""
+
+    name = "ppo"
+
+    def check_task(self, task: str) -> None:
+        from brax import envs
+
+        if task not in envs._envs:  # noqa: SLF001 - brax keeps its registry private
+            raise ValueError(
+                f"unknown Brax env {task!r}; available: {', '.join(sorted(envs._envs))}"
+            )  # noqa: SLF001
+
+    def check_config(self, preset: str, overrides: dict[str, Any]) -> None:
+        from eval.ppo import preset as ppo_preset
+
+        ppo_preset(preset, **overrides)
+
+    def config(self, task: str, preset: str, overrides: dict[str, Any], budget: int, num_evals):
+        from eval.ppo import preset as ppo_preset
+
+        extra = {"num_evals": num_evals} if num_evals else {}
+        return ppo_preset(preset, **{**overrides, **extra, "env": task, "num_timesteps": budget})
+
+    def run_cell(
+        self, *, task, preset, overrides, budget, num_evals, optimizer, seeds, on_eval, desc
+    ):
+        from eval.ppo import make_ppo
+
+        config = self.config(task, preset, overrides, budget, num_evals)
+        ppo = make_ppo(config, optimizer)
+        init = jax.jit(jax.vmap(ppo.init))
+        epoch = jax.jit(jax.vmap(ppo.train_epoch))
+        evaluate = jax.jit(jax.vmap(ppo.evaluate))
+        split = jax.vmap(lambda k: jax.random.split(k, 3))
+        # The same key derivation as eval.ppo.make_train, so a cell reproduces train(key).
+        keys = split(jax.vmap(jax.random.key)(np.asarray(seeds)))
+        ts, env_state = init(keys[:, 0])
+        epochs = max(config.num_evals - 1, 1)
+        epoch_keys = jax.vmap(lambda k: jax.random.split(k, epochs))(keys[:, 2])
+        n = len(seeds)
+        returns = evaluate(ts, keys[:, 1])
+        nan = np.full(n, np.nan)
+        first = {
+            "env_steps": ts.env_steps,
+            "return": returns,
+            "train_return": nan,
+            "finite": np.ones(n),
+        }
+        for i, row in enumerate(_rows(first, n)):
+            on_eval(i, row)
+        finite = np.ones(n, bool)
+        with tqdm(total=epochs, desc=desc, unit="eval", leave=False) as bar:
+            for e in range(epochs):
+                k = jax.vmap(jax.random.split)(epoch_keys[:, e])
+                ts, env_state, metrics = epoch(ts, env_state, k[:, 0])
+                finite &= np.asarray(metrics.pop("finite"))
+                metrics.update(
+                    env_steps=ts.env_steps, **{"return": evaluate(ts, k[:, 1])}, finite=finite
+                )
+                rows = _rows(metrics, n)
+                for i, row in enumerate(rows):
+                    on_eval(i, row)
+                bar.set_postfix(ret=f"{np.mean([r['return'] for r in rows]):.1f}")
+                bar.update()
+
+
+class A2CAlgorithm:
+    """meta_train's A2C on the gridworlds and Catch; budget = environment steps."""
+
+    name = "a2c"
+    presets = {"paper": {}, "cpu": {"num_envs": 8}}
+
+    def _module(self):
+        try:
+            from meta_train import a2c, envs
+        except ImportError as err:
+            raise PackageNotReady(f"algorithm 'a2c' needs meta_train.a2c: {err}") from err
+        return a2c, envs
+
+    def check_task(self, task: str) -> None:
+        _, envs = self._module()
+        envs.check_task(task)
+
+    def check_config(self, preset: str, overrides: dict[str, Any]) -> None:
+        a2c, _ = self._module()
+        if preset not in self.presets:
+            raise ValueError(f"unknown a2c preset {preset!r}; available: {', '.join(self.presets)}")
+        fields = {f.name for f in dataclasses.fields(a2c.A2CConfig)} - {"task", "num_updates"}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ValueError(
+                f"unknown A2CConfig key(s) {unknown}; valid: {', '.join(sorted(fields))}"
+            )
+
+    def run_cell(
+        self, *, task, preset, overrides, budget, num_evals, optimizer, seeds, on_eval, desc
+    ):
+        a2c, _ = self._module()
+        config = a2c.A2CConfig(task=task, **{**self.presets[preset], **overrides})
+        steps_per_update = config.rollout_len * config.num_envs
+        updates = max(budget // steps_per_update, 1)
+        config = dataclasses.replace(config, num_updates=updates)
+        train = jax.jit(jax.vmap(a2c.make_train(config, optimizer)))
+        with tqdm(total=1, desc=desc, unit="cell", leave=False) as bar:
+            _, metrics = train(jax.vmap(jax.random.key)(np.asarray(seeds)))
+            curve = np.asarray(metrics["episode_return"])  # [seeds, updates]
+            bar.update()
+        # Evaluations: means of the per-update returns over num_evals equal windows.
+        evals = min(num_evals or 21, updates)
+        edges = np.linspace(0, updates, evals + 1).astype(int)
+        for s in range(len(seeds)):
+            finite = bool(np.all(np.isfinite(curve[s])))
+            for j in range(evals):
+                window = curve[s, edges[j] : edges[j + 1]]
+                on_eval(
+                    s,
+                    {
+                        "env_steps": float(edges[j + 1] * steps_per_update),
+                        "return": float(window.mean()),
+                        "finite": float(finite),
+                    },
+                )
+
+
+ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (PPOAlgorithm(), A2CAlgorithm())}
+
+
+def get_algorithm(name: str) -> Algorithm:
+    if name not in ALGORITHMS:
+        raise KeyError(f"unknown algorithm {name!r}; available: {', '.join(ALGORITHMS)}")
+    return ALGORITHMS[name]

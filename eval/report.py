@@ -1,0 +1,281 @@
+"""`python -m eval report DIR`: tables and plots from a study's output folder (see eval.runner).
+
+Writes DIR/report/: report.md (Markdown tables), runs.csv (one row per run), summary.csv (one row
+per task x optimizer), aggregate.csv (normalised scores across tasks), curves.{png,pdf} (learning
+curves, mean +- standard error) and sensitivity.{png,pdf} (final return against a swept value).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eval import stats
+
+BOOTSTRAP_REPS = 2000
+
+
+@dataclass
+class Group:
+    """All finished runs of one (task, variant): curves [seeds, evals] on common steps [evals]."""
+
+    task: str
+    variant: str
+    family: str
+    sweep: dict[str, Any]
+    seeds: list[int]
+    steps: np.ndarray
+    curves: np.ndarray
+    diverged: list[int]
+
+
+def load_runs(out: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Finished runs under out/runs: dicts with config, rows and status; plus notes on the rest."""
+    out = Path(out)
+    if not (out / "runs").is_dir():
+        raise FileNotFoundError(
+            f"{out} holds no runs/ folder: is it the --out of `python -m eval run`?"
+        )
+    runs, notes = [], []
+    for config_path in sorted((out / "runs").glob("*/*/*/config.json")):
+        folder = config_path.parent
+        if not (folder / "done.json").exists():
+            notes.append(f"unfinished run skipped: {folder.relative_to(out)}")
+            continue
+        rows = [
+            json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line
+        ]
+        status = json.loads((folder / "done.json").read_text())["status"]
+        runs.append({"config": json.loads(config_path.read_text()), "rows": rows, "status": status})
+    if not runs:
+        raise FileNotFoundError(f"no finished runs under {out / 'runs'}")
+    return runs, notes
+
+
+def group_runs(runs: list[dict[str, Any]]) -> list[Group]:
+    by_cell: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        by_cell[run["config"]["task"], run["config"]["variant"]].append(run)
+    groups = []
+    for (task, variant), cell in by_cell.items():
+        cell.sort(key=lambda r: r["config"]["seed"])
+        length = min(len(r["rows"]) for r in cell)
+        steps = np.array([row["env_steps"] for row in cell[0]["rows"][:length]], float)
+        curves = np.array([[row["return"] for row in r["rows"][:length]] for r in cell], float)
+        config = cell[0]["config"]
+        groups.append(
+            Group(
+                task=task,
+                variant=variant,
+                family=config["family"],
+                sweep=config["sweep"],
+                seeds=[r["config"]["seed"] for r in cell],
+                steps=steps,
+                curves=curves,
+                diverged=[r["config"]["seed"] for r in cell if r["status"] != "finished"],
+            )
+        )
+    return groups
+
+
+def _fmt(mean: float, se: float) -> str:
+    return f"{mean:.1f} ± {se:.1f}" if np.isfinite(se) else f"{mean:.1f}"
+
+
+def summarize(groups: list[Group], last: int) -> list[dict[str, Any]]:
+    """One row per group: final (mean of the last `last` evals) and AUC statistics."""
+    rows = []
+    for g in groups:
+        final = stats.final_return(g.curves, min(last, g.curves.shape[1]))
+        auc = stats.area_under_curve(g.steps, g.curves) if g.curves.shape[1] > 1 else final
+        fm, fse = stats.mean_se(final)
+        am, ase = stats.mean_se(auc)
+        point, low, high = stats.stratified_bootstrap_ci(final, "iqm", reps=BOOTSTRAP_REPS)
+        rows.append(
+            {
+                "task": g.task,
+                "optimizer": g.variant,
+                "seeds": len(g.seeds),
+                "diverged": len(g.diverged),
+                "env_steps": float(g.steps[-1]),
+                "final_mean": fm,
+                "final_se": fse,
+                "final_iqm": point,
+                "final_iqm_ci_low": low,
+                "final_iqm_ci_high": high,
+                "auc_mean": am,
+                "auc_se": ase,
+            }
+        )
+    return rows
+
+
+def aggregate(groups: list[Group], last: int) -> tuple[list[dict[str, Any]], str]:
+    """Scores normalised per task, 0 = mean return at the first evaluation (untrained agents of all
+    optimizers), 1 = best optimizer's mean final return; IQM and mean with stratified bootstrap
+    95% intervals across tasks x seeds. Empty when the study has a single task."""
+    tasks = sorted({g.task for g in groups})
+    variants = sorted({g.variant for g in groups})
+    if len(tasks) < 2:
+        return [], ""
+    low, high = {}, {}
+    for t in tasks:
+        cell = [g for g in groups if g.task == t]
+        low[t] = float(np.mean([g.curves[:, 0].mean() for g in cell]))
+        high[t] = max(float(stats.final_return(g.curves, last).mean()) for g in cell)
+    rows = []
+    for v in variants:
+        cells = {g.task: g for g in groups if g.variant == v}
+        if set(cells) != set(tasks):
+            continue
+        n = min(len(c.seeds) for c in cells.values())
+        usable = [t for t in tasks if high[t] != low[t]]
+        if not usable:
+            continue
+        scores = np.stack(
+            [
+                stats.normalize(stats.final_return(cells[t].curves[:n], last), low[t], high[t])
+                for t in usable
+            ],
+            axis=1,
+        )
+        iqm, iqm_lo, iqm_hi = stats.stratified_bootstrap_ci(scores, "iqm", reps=BOOTSTRAP_REPS)
+        mean, mean_lo, mean_hi = stats.stratified_bootstrap_ci(scores, "mean", reps=BOOTSTRAP_REPS)
+        rows.append(
+            {
+                "optimizer": v,
+                "tasks": len(usable),
+                "seeds_per_task": n,
+                "iqm": iqm,
+                "iqm_ci_low": iqm_lo,
+                "iqm_ci_high": iqm_hi,
+                "mean": mean,
+                "mean_ci_low": mean_lo,
+                "mean_ci_high": mean_hi,
+            }
+        )
+    note = (
+        "Normalised score per task: 0 = mean return of all optimizers at the first evaluation "
+        "(untrained), 1 = best optimizer's mean final return on that task."
+    )
+    return rows, note
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def markdown(
+    summary: list[dict[str, Any]], agg: list[dict[str, Any]], agg_note: str, last: int
+) -> str:
+    lines = [
+        f"Final return = mean of the last {last} evaluation(s); AUC = average return over training "
+        "(trapezoid area / steps); mean ± standard error over seeds; IQM with a stratified "
+        f"bootstrap 95% interval ({BOOTSTRAP_REPS} resamples, numpy, rliable's method).",
+        "",
+    ]
+    for task in dict.fromkeys(r["task"] for r in summary):
+        lines += [
+            f"### {task}",
+            "",
+            "| optimizer | seeds | env steps | final return | IQM [95% CI] | AUC |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in (r for r in summary if r["task"] == task):
+            div = f" ({r['diverged']} diverged)" if r["diverged"] else ""
+            lines.append(
+                f"| {r['optimizer']} | {r['seeds']}{div} | {r['env_steps']:.3g} | "
+                f"{_fmt(r['final_mean'], r['final_se'])} | {r['final_iqm']:.1f} "
+                f"[{r['final_iqm_ci_low']:.1f}, {r['final_iqm_ci_high']:.1f}] | "
+                f"{_fmt(r['auc_mean'], r['auc_se'])} |"
+            )
+        lines.append("")
+    if agg:
+        lines += [
+            "### All tasks, normalised",
+            "",
+            agg_note,
+            "",
+            "| optimizer | tasks | seeds/task | IQM [95% CI] | mean [95% CI] |",
+            "|---|---|---|---|---|",
+        ]
+        for r in agg:
+            lines.append(
+                f"| {r['optimizer']} | {r['tasks']} | {r['seeds_per_task']} | {r['iqm']:.2f} "
+                f"[{r['iqm_ci_low']:.2f}, {r['iqm_ci_high']:.2f}] | {r['mean']:.2f} "
+                f"[{r['mean_ci_low']:.2f}, {r['mean_ci_high']:.2f}] |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(out: str | Path) -> str:
+    """Aggregate the finished runs under `out`, write tables and plots, return the Markdown."""
+    from eval import plots
+
+    out = Path(out)
+    runs, notes = load_runs(out)
+    study = json.loads((out / "study.json").read_text()) if (out / "study.json").exists() else {}
+    last = int(study.get("last", 1))
+    groups = group_runs(runs)
+    summary = summarize(groups, last)
+    agg, agg_note = aggregate(groups, last)
+    folder = out / "report"
+    folder.mkdir(exist_ok=True)
+    _write_csv(
+        folder / "runs.csv",
+        [
+            {
+                "task": g.task,
+                "optimizer": g.variant,
+                "seed": s,
+                "final_return": float(
+                    stats.final_return(g.curves[i : i + 1], min(last, g.curves.shape[1]))[0]
+                ),
+                "auc": float(stats.area_under_curve(g.steps, g.curves[i : i + 1])[0])
+                if g.curves.shape[1] > 1
+                else float("nan"),
+                "status": "diverged" if s in g.diverged else "finished",
+            }
+            for g in groups
+            for i, s in enumerate(g.seeds)
+        ],
+    )
+    _write_csv(folder / "summary.csv", summary)
+    _write_csv(folder / "aggregate.csv", agg)
+    title = f"{study.get('name', out.name)} ({study.get('scale', '?')} scale)"
+    figures = plots.learning_curves(groups, folder / "curves", title=title)
+    figures += plots.sensitivity(groups, folder / "sensitivity", last=last, title=title)
+    text = "\n".join(
+        [f"## {title}", "", markdown(summary, agg, agg_note, last)]
+        + [f"Note: {n}" for n in notes]
+        + ([""] + [f"![{p.stem}]({p.name})" for p in figures if p.suffix == ".png"])
+    )
+    (folder / "report.md").write_text(text + "\n")
+    return text
+
+
+def main(argv: list[str]) -> int:
+    """`python -m eval report DIR`."""
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print("usage: python -m eval report DIR   (DIR: the --out folder of `python -m eval run`)")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    try:
+        print(write_report(argv[0]))
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"\nwritten: {Path(argv[0]) / 'report'}")
+    return 0
