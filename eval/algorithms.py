@@ -122,7 +122,7 @@ class A2CAlgorithm:
     """meta_train's A2C on the gridworlds and Catch; budget = environment steps."""
 
     name = "a2c"
-    presets = {"paper": {}, "cpu": {"num_envs": 8}}
+    presets: dict[str, dict[str, Any]] = {"paper": {}, "cpu": {}}  # scale = budget (steps)
 
     def _module(self):
         try:

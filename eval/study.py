@@ -124,7 +124,9 @@ def key_lines(text: str) -> dict[str, int]:
     for number, line in enumerate(text.splitlines(), start=1):
         if m := header.match(line):
             table = clean(m.group(1))
-            lines.setdefault(table, number)
+            parts = table.split(".")
+            for i in range(1, len(parts) + 1):
+                lines.setdefault(".".join(parts[:i]), number)
         elif m := assignment.match(line):
             key = clean(m.group(1))
             lines.setdefault(f"{table}.{key}" if table else key, number)

@@ -1,0 +1,139 @@
+"""Study files: parsing, sweeps, and errors that name file, line and key before anything runs."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from eval.study import StudyError, key_lines, load_study, shipped_studies
+
+GOOD = """\
+[study]
+name = "demo"
+algorithm = "ppo"
+tasks = ["inverted_pendulum", "hopper"]
+num_evals = 5
+
+[scale.cpu]
+preset = "cpu"
+seeds = 3
+budget = 10_000
+config = { num_envs = 32, batch_size = 32 }
+
+[scale.paper]
+preset = "paper"
+seeds = [1, 5]
+budget = 100_000_000
+tasks = ["ant"]
+
+[optimizers.adam]
+spec = "adam(learning_rate={lr})"
+sweep = { lr = [1e-4, 1e-3] }
+
+[optimizers.per_module]
+spec = { policy = "adam(learning_rate=3e-4)", default = "optim4rl(learning_rate=3e-4, seed=0)" }
+"""
+
+
+def write(tmp_path, text: str, name: str = "s.toml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_good_study_both_scales(tmp_path):
+    path = write(tmp_path, GOOD)
+    study = load_study(path, "cpu")
+    assert study.tasks == ("inverted_pendulum", "hopper")
+    assert study.seeds == (0, 1, 2)
+    assert study.budget == 10_000 and study.config == {"num_envs": 32, "batch_size": 32}
+    names = [v.name for v in study.variants]
+    assert names == ["adam[lr=0.0001]", "adam[lr=0.001]", "per_module"]
+    assert study.variants[1].spec == "adam(learning_rate=0.001)"
+    assert study.variants[1].values == {"lr": 1e-3} and study.variants[1].family == "adam"
+    paper = load_study(path, "paper")
+    assert paper.tasks == ("ant",) and paper.seeds == (1, 5) and paper.preset == "paper"
+
+
+def test_key_lines():
+    lines = key_lines(GOOD)
+    assert lines["study.algorithm"] == 3
+    assert lines["scale.cpu.config"] == 11
+    assert lines["optimizers.per_module.spec"] == 24
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            'algorithm = "ppo"',
+            'algoritm = "ppo"',
+            r"s.toml:3: key 'study.algoritm': unknown key; did you mean 'algorithm'",
+        ),
+        (
+            'algorithm = "ppo"',
+            'algorithm = "dqn"',
+            r"s.toml:3: key 'study.algorithm': unknown algorithm 'dqn'",
+        ),
+        ('"hopper"]', '"hoper"]', r"s.toml:4: key 'study.tasks': unknown Brax env 'hoper'"),
+        ("seeds = 3", "seeds = 0", r"s.toml:9: key 'scale.cpu.seeds': must be >= 1"),
+        ("seeds = 3", "seeds = [1, 1]", r"s.toml:9: key 'scale.cpu.seeds': repeats a seed"),
+        (
+            "budget = 10_000",
+            'budget = "lots"',
+            r"s.toml:10: key 'scale.cpu.budget': must be an int",
+        ),
+        (
+            "num_envs = 32,",
+            "num_env = 32,",
+            r"s.toml:11: key 'scale.cpu.config': unknown PPOConfig key\(s\) \['num_env'\]",
+        ),
+        (
+            'preset = "cpu"',
+            'preset = "gpu"',
+            r"s.toml:8: key 'scale.cpu.preset': unknown PPO preset 'gpu'",
+        ),
+        ("{lr}", "{rate}", r"s.toml:21: key 'optimizers.adam.sweep': spec placeholders \['rate'\]"),
+        (
+            '"adam(learning_rate=3e-4)"',
+            '"adamm(learning_rate=3e-4)"',
+            r"s.toml:24: key 'optimizers.per_module.spec': SpecError: unknown optimizer 'adamm'",
+        ),
+        (
+            "[optimizers.adam]",
+            "[optimisers.adam]",
+            r"s.toml:19: key 'optimisers': unknown key; did you mean 'optimizers'",
+        ),
+    ],
+)
+def test_errors_name_line_and_key(tmp_path, old, new, message):
+    assert old in GOOD
+    path = write(tmp_path, GOOD.replace(old, new, 1))
+    with pytest.raises(StudyError, match=message):
+        load_study(path, "cpu")
+
+
+def test_file_level_errors(tmp_path):
+    with pytest.raises(StudyError, match="not valid TOML"):
+        load_study(write(tmp_path, GOOD.replace("seeds = 3", "seeds = ")), "cpu")
+    no_paper = GOOD[: GOOD.index("[scale.paper]")] + GOOD[GOOD.index("[optimizers.adam]") :]
+    with pytest.raises(StudyError, match=r"key 'scale': has no \[scale.paper\] table"):
+        load_study(write(tmp_path, no_paper), "paper")
+    with pytest.raises(StudyError, match="does not exist"):
+        load_study(tmp_path / "missing.toml")
+    with pytest.raises(StudyError, match="did you mean brax_generalization"):
+        load_study("brax_generalisation")
+
+
+@pytest.mark.parametrize("name", shipped_studies())
+@pytest.mark.parametrize("scale", ["cpu", "paper"])
+def test_shipped_studies_validate(name, scale):
+    """Every shipped study is valid at both scales; the only acceptable failure is a learned
+    optimizer's pretrained checkpoint not shipped yet (or the algorithm's package missing)."""
+    try:
+        study = load_study(name, scale)
+    except StudyError as err:
+        assert "no pretrained optimizer" in str(err) or "needs" in str(err), err
+        return
+    assert study.tasks and study.variants and study.seeds
