@@ -44,8 +44,8 @@ def load_runs(out: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
             f"{out} holds no runs/ folder: is it the --out of `python -m eval run`?"
         )
     runs, notes = [], []
-    for config_path in sorted((out / "runs").glob("*/*/*/config.json")):
-        folder = config_path.parent
+    for folder in sorted(p for p in (out / "runs").glob("*/*/*") if p.is_dir()):
+        config_path = folder / "config.json"
         if not (folder / "done.json").exists():
             notes.append(f"unfinished run skipped: {folder.relative_to(out)}")
             continue
