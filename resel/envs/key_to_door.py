@@ -92,9 +92,15 @@ class KeyToDoor(Environment):
     def default_params(self) -> KeyToDoorParams:
         return self._params
 
+    @property
+    def _grid(self) -> tuple[jax.Array, jax.Array]:
+        """Row and column index of every cell: int32 [room_size, room_size] each."""
+        return tuple(jnp.indices((self.room_size, self.room_size), dtype=jnp.int32))
+
     def _cells(self, key: jax.Array, k: int) -> jax.Array:
         """k distinct random cells: int32 [k, 2]."""
-        flat = jax.random.permutation(key, self.room_size**2)[:k]
+        # top-k of uniform noise = k cells drawn without replacement (cheaper than a permutation)
+        _, flat = jax.lax.top_k(jax.random.uniform(key, (self.room_size**2,)), k)
         return jnp.stack([flat // self.room_size, flat % self.room_size], axis=-1).astype(jnp.int32)
 
     def reset_env(self, key, params):
@@ -102,8 +108,10 @@ class KeyToDoor(Environment):
         first = self._cells(k1, 2)  # agent start, key
         second = self._cells(k2, 1 + self.num_apples)  # agent start, apples
         third = self._cells(k3, 2)  # agent start, door
-        n = self.room_size
-        apples = jnp.zeros((n, n), bool).at[second[1:, 0], second[1:, 1]].set(True)
+        rows, cols = self._grid
+        apples = jnp.any(
+            (rows == second[1:, 0, None, None]) & (cols == second[1:, 1, None, None]), axis=0
+        )
         state = KeyToDoorState(
             agent=first[0],
             key=first[1],
@@ -125,7 +133,9 @@ class KeyToDoor(Environment):
         phase = self._phase(state.time, params)
         agent = jnp.clip(state.agent + MOVES[action], 0, self.room_size - 1)
         on_key = (phase == 0) & ~state.has_key & jnp.all(agent == state.key)
-        on_apple = (phase == 1) & state.apples[agent[0], agent[1]]
+        rows, cols = self._grid
+        here = (rows == agent[0]) & (cols == agent[1])
+        on_apple = (phase == 1) & jnp.any(state.apples & here)
         on_door = (phase == 2) & jnp.all(agent == state.door)
         has_key = state.has_key | on_key
         apples = state.apples.at[agent[0], agent[1]].set(
@@ -142,16 +152,22 @@ class KeyToDoor(Environment):
         return self._observe(new, params), new, reward.astype(jnp.float32), terminated, info
 
     def _observe(self, state, params) -> jax.Array:
-        n = self.room_size
+        # comparisons against a coordinate grid rather than scatters: cheaper under vmap
+        rows, cols = self._grid
         phase = self._phase(state.time, params)
-        planes = jnp.zeros((4, n, n), jnp.float32)
-        planes = planes.at[0, state.agent[0], state.agent[1]].set(1.0)
-        planes = planes.at[1, state.key[0], state.key[1]].set(
-            ((phase == 0) & ~state.has_key).astype(jnp.float32)
+
+        def at(pos):
+            return (rows == pos[0]) & (cols == pos[1])
+
+        planes = jnp.stack(
+            [
+                at(state.agent),
+                at(state.key) & (phase == 0) & ~state.has_key,
+                state.apples & (phase == 1),
+                at(state.door) & (phase == 2),
+            ]
         )
-        planes = planes.at[2].set(((phase == 1) & state.apples).astype(jnp.float32))
-        planes = planes.at[3, state.door[0], state.door[1]].set((phase == 2).astype(jnp.float32))
-        return planes.reshape(-1)
+        return planes.astype(jnp.float32).reshape(-1)
 
     def observation_space(self, params=None) -> Box:
         return Box.make(0.0, 1.0, (4 * self.room_size**2,))
