@@ -1,1 +1,13 @@
-"""resel: filled by its issue."""
+"""resel: the RESeL agent (recurrent off-policy SAC + REDQ on whole trajectories) in JAX, with a
+separate optimizer for every module (context encoder, pre-encoders, heads) of policy and critic.
+
+Kept light: importing `resel` loads nothing heavy, so `resel.envs` imports on its own.
+
+    from resel import config, train
+    cfg = config.cpu("Pendulum-P")                      # or config.paper("Pendulum-P")
+    rows = train.run(cfg, "Pendulum-P", seeds=[0, 1, 2], out_dir="runs/pend")
+
+Modules: `networks` (pre-encoders, Mamba/GRU/Transformer context encoders, policy, ensemble critic),
+`scan` (selective scan, parallel/sequential/chunked), `buffer` (trajectory replay, packed batches),
+`losses` (SAC+REDQ), `config` (Config, presets), `train` (make_train, run), `python -m resel` (CLI).
+"""

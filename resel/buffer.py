@@ -72,22 +72,33 @@ def make_layout(
     k_zero: int = 10,
     max_trajs_per_batch: int = 64,
     row_len: int | None = None,
+    rows: int | None = None,
 ) -> Layout:
-    """Shapes that hold any draw: rows of power-of-two length >= one trajectory + tail (+ k_zero).
+    """Shapes of a batch: rows of power-of-two length >= one trajectory + tail (+ k_zero).
 
-    Next fit fills any two consecutive rows with more than row_len steps, so 2 * ceil(total /
-    row_len) rows always suffice, where total bounds the steps of one draw.
+    `rows=None` gives ceil(batch_size / max_episode_len) + 1 packed rows (enough when episodes run
+    to their time-out, and more transitions than batch_size when they are short); trajectories
+    that do not fit are left out and counted in `Batch.dropped`. For a layout that never drops,
+    pass rows >= `worst_case_rows(...)`: next fit fills any two consecutive rows with more than
+    row_len steps, so 2 * ceil(total / row_len) rows hold any draw of `total` steps.
     """
     m = min(max_trajs_per_batch, batch_size)
     if not packed:
-        return Layout(batch_size, m, m, next_pow2(max_episode_len + 1), 0, False)
+        return Layout(batch_size, m, rows or m, next_pow2(max_episode_len + 1), 0, False)
     item = max_episode_len + 1 + k_zero
     width = row_len or next_pow2(item)
     if width < item:
         raise ValueError(f"row_len {width} cannot hold a trajectory of {item} steps (with zeros)")
-    total = min(batch_size - 1 + max_episode_len, m * max_episode_len) + m * (1 + k_zero)
-    rows = min(m, max(1, 2 * math.ceil(total / width)))
+    worst = worst_case_rows(batch_size, max_episode_len, k_zero, m, width)
+    if rows is None:
+        rows = min(worst, math.ceil(batch_size / max_episode_len) + 1)
     return Layout(batch_size, m, rows, width, k_zero, True)
+
+
+def worst_case_rows(batch_size: int, max_episode_len: int, k_zero: int, m: int, width: int) -> int:
+    """Packed rows that hold any draw of at most m trajectories (see `make_layout`)."""
+    total = min(batch_size - 1 + max_episode_len, m * max_episode_len) + m * (1 + k_zero)
+    return min(m, max(1, 2 * math.ceil(total / width)))
 
 
 def init_buffer(capacity: int, max_trajs: int, obs_dim: int, act_dim: int) -> Buffer:

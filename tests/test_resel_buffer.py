@@ -72,6 +72,8 @@ def _reference(ids, layout, lens=LENS):
 def test_batch_equals_python_layout(packed):
     buf = _fill(capacity=128, max_trajs=16)
     layout = rb.make_layout(12, max(LENS), packed=packed, k_zero=3, max_trajs_per_batch=6)
+    if packed:  # a layout that never drops
+        layout = rb.make_layout(12, max(LENS), k_zero=3, max_trajs_per_batch=6, rows=6)
     sample = jax.jit(rb.sample, static_argnums=2)
     for seed in range(4):
         batch = sample(buf, jax.random.PRNGKey(seed), layout)
@@ -101,7 +103,7 @@ def test_ring_evicts_overwritten_trajectories_only():
     assert int(buf.write) == write
     intact = [s >= write - cap for s in starts]
     assert int(rb.num_valid(buf)) == sum(intact) == 3
-    layout = rb.make_layout(30, max(lens), k_zero=2, max_trajs_per_batch=8)
+    layout = rb.make_layout(30, max(lens), k_zero=2, max_trajs_per_batch=8, rows=8)
     for seed in range(5):
         batch = rb.sample(buf, jax.random.PRNGKey(seed), layout)
         ids = [int(i) for i in batch.traj_ids if i >= 0]
@@ -111,6 +113,20 @@ def test_ring_evicts_overwritten_trajectories_only():
     # the trajectory-record ring evicts too: with room for 2 records only the last 2 are sampled
     small = _fill(capacity=256, max_trajs=2, lens=lens)
     assert int(rb.num_valid(small)) == 2
+
+
+def test_default_layout_drops_what_does_not_fit_and_counts_it():
+    buf = _fill(capacity=128, max_trajs=16)
+    layout = rb.make_layout(12, max(LENS), k_zero=3, max_trajs_per_batch=6, row_len=16, rows=1)
+    for seed in range(6):
+        batch = rb.sample(buf, jax.random.PRNGKey(seed), layout)
+        ids = [int(i) for i in batch.traj_ids]
+        placed = [LENS[i] for i in ids if i >= 0]
+        assert sum(k + 3 + 1 for k in placed) <= 16  # only what fits in the one row
+        assert float(batch.mask.sum()) == sum(placed)
+        ref, _ = _reference(ids, layout)
+        np.testing.assert_array_equal(batch.seq.obs, ref["obs"])
+    assert layout.rows == 1
 
 
 def test_empty_buffer_gives_empty_batch_and_bad_row_len_is_rejected():

@@ -1,0 +1,134 @@
+"""`python -m resel --env NAME --preset {paper,cpu} --steps N --seed S --out DIR [options]`.
+
+Per-module optimizers: `--optim policy.context_encoder="adamw(learning_rate=1e-5)"`,
+`--optim critic.default="optim4rl(learning_rate=1e-3, pretrained='gridworld')"`,
+`--optim alpha="adam(learning_rate=1e-4)"`. The part after `policy.`/`critic.` is a pattern over
+flax parameter paths (first match wins; new patterns go before the existing ones); `default` is
+everything else. See docs/resel.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from resel import config as cfg_mod
+
+USAGE_EXAMPLE = (
+    'python -m resel --env Pendulum-P --preset cpu --seed 0 1 2 --out runs/pend '
+    '--optim policy.context_encoder="adamw(learning_rate=1e-5, weight_decay=0.0)"'
+)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m resel", description="Train RESeL.", epilog=f"example: {USAGE_EXAMPLE}"
+    )
+    p.add_argument("--env", required=True, help="task name (resel.envs.names())")
+    p.add_argument("--preset", choices=sorted(cfg_mod.PRESETS), default="cpu")
+    p.add_argument("--steps", type=int, help="total environment steps")
+    p.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds (vmapped)")
+    p.add_argument("--out", help="run folder (config.json, metrics.jsonl, checkpoint.msgpack)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.msgpack")
+    p.add_argument("--encoder", choices=["mamba", "gru", "transformer", "none"])
+    p.add_argument("--scan", choices=["parallel", "sequential", "chunked"], help="Mamba scan")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--gamma", type=float)
+    p.add_argument("--warmup", type=int, help="uniform-random steps before learning")
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--reward-input", choices=["yes", "no"], help="last reward as an input")
+    p.add_argument("--lr-ce", type=float, help="AdamW lr of both context encoders")
+    p.add_argument("--lr-policy", type=float, help="AdamW lr of the rest of the policy")
+    p.add_argument("--lr-value", type=float, help="AdamW lr of the rest of the critic")
+    p.add_argument(
+        "--optim",
+        action="append",
+        default=[],
+        metavar="NET.PATTERN=SPEC",
+        help="optimizer spec for a module (repeatable); NET is policy, critic or alpha",
+    )
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def _set_spec(specs: tuple, pattern: str, spec: str) -> tuple:
+    """Replace the pattern's spec, or put a new pattern first (so it wins over broader ones)."""
+    specs = list(specs)
+    for i, (k, _) in enumerate(specs):
+        if k == pattern:
+            specs[i] = (k, spec)
+            return tuple(specs)
+    return ((pattern, spec), *specs)
+
+
+def config_from_args(args: argparse.Namespace) -> cfg_mod.Config:
+    """The preset for the task, then every option given on the command line."""
+    c = cfg_mod.preset(args.preset, args.env)
+    kw: dict = {}
+    net_kw: dict = {}
+    for name, field in [("steps", "total_steps"), ("batch_size", "batch_size"),
+                        ("gamma", "gamma"), ("warmup", "warmup_steps"),
+                        ("eval_every", "eval_every")]:  # fmt: skip
+        if getattr(args, name) is not None:
+            kw[field] = getattr(args, name)
+    if args.reward_input:
+        kw["use_reward"] = args.reward_input == "yes"
+    if args.encoder:
+        net_kw["encoder"] = args.encoder
+    if args.scan:
+        net_kw["scan_method"] = args.scan
+    pol, cri, alpha = c.policy_optim, c.critic_optim, c.alpha_optim
+    if args.lr_ce is not None:
+        pol = _set_spec(pol, "context_encoder", cfg_mod.adamw(args.lr_ce))
+        cri = _set_spec(cri, "context_encoder", cfg_mod.adamw(args.lr_ce))
+    if args.lr_policy is not None:
+        pol = _set_spec(pol, "default", cfg_mod.adamw(args.lr_policy))
+    if args.lr_value is not None:
+        cri = _set_spec(cri, "default", cfg_mod.adamw(args.lr_value))
+    for item in args.optim:
+        target, sep, spec = item.partition("=")
+        net, _, pattern = target.partition(".")
+        if not sep or not spec:
+            raise ValueError(f"--optim {item!r}: expected NET.PATTERN=SPEC")
+        if net == "alpha" and not pattern:
+            alpha = spec
+        elif net == "policy" and pattern:
+            pol = _set_spec(pol, pattern, spec)
+        elif net == "critic" and pattern:
+            cri = _set_spec(cri, pattern, spec)
+        else:
+            raise ValueError(
+                f"--optim {item!r}: the target must be policy.PATTERN, critic.PATTERN or alpha"
+            )
+    kw.update(policy_optim=pol, critic_optim=cri, alpha_optim=alpha)
+    if net_kw:
+        kw["net"] = dataclasses.replace(c.net, **net_kw)
+    return dataclasses.replace(c, **kw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    from resel import train
+
+    try:
+        c = config_from_args(args)
+        rows = train.run(
+            c, args.env, args.seed, args.out, resume=args.resume, progress=not args.no_progress
+        )
+    except train.TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    except (ValueError, FileNotFoundError, NotImplementedError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    last = {}
+    for r in rows:
+        last[r["seed"]] = r
+    for seed, r in sorted(last.items()):
+        print(f"seed {seed}: step {r['step']} eval return {r['eval_return']:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""SAC + REDQ losses on batches of whole trajectories (App. C), as masked means over real steps.
+
+With Q'_e the target ensemble, pi the online policy and m the transition mask:
+
+    a'_{t+1}, logp_{t+1} ~ pi(. | history up to o_{t+1})
+    y_t = r_t + gamma (1 - terminated_t) (min_{e in 2 random heads} Q'_e(o_{t+1}, a'_{t+1}) - alpha logp_{t+1})
+    L_Q = sum_e  sum_t m_t (Q_e(o_t, a_t) - y_t)^2 / sum_t m_t
+    L_pi = sum_t m_t (alpha logp_t - mean_e Q_e(o_t, a_t ~ pi)) / sum_t m_t    (critic embedding detached)
+    L_alpha = -log_alpha * sum_t m_t (logp_t + target_entropy) / sum_t m_t
+
+Time-outs are not ends: only `terminated` stops bootstrapping. The next step t+1 of a transition is
+the next position of the same row (the buffer stores each trajectory's final observation after it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from resel.buffer import Batch
+from resel.networks import Critic, Policy, tanh_gaussian_sample
+
+
+def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
+    """sum(x * mask) / sum(mask) (0 when the mask is empty)."""
+    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def _next(x: jax.Array) -> jax.Array:
+    """Value at t+1 along the row (batch, T, ...) -> (batch, T, ...); the last position gets 0."""
+    return jnp.concatenate([x[:, 1:], jnp.zeros_like(x[:, :1])], axis=1)
+
+
+def td_targets(
+    policy_params: Any,
+    target_params: Any,
+    log_alpha: jax.Array,
+    batch: Batch,
+    key: jax.Array,
+    *,
+    policy: Policy,
+    critic: Critic,
+    gamma: float,
+) -> jax.Array:
+    """y_t (batch, T): r_t + gamma (1 - terminated_t) (min of 2 random target heads - alpha logp)
+    at the next step; no gradient."""
+    k_pi, k_heads = jax.random.split(key)
+    seq = batch.seq
+    mean, log_std = policy.apply(policy_params, seq)
+    a_pi, logp = tanh_gaussian_sample(k_pi, mean, log_std)
+    t_emb = critic.apply(target_params, seq, method=critic.embed)
+    q_t = critic.apply(target_params, seq.obs, a_pi, t_emb, method=critic.q)  # (B, T, E)
+    heads = jax.random.choice(k_heads, q_t.shape[-1], (2,), replace=False)
+    v = jnp.min(q_t[..., heads], axis=-1) - jnp.exp(log_alpha) * logp
+    return jax.lax.stop_gradient(batch.rew + gamma * (1.0 - batch.term) * _next(v))
+
+
+def critic_loss(
+    critic_params: Any,
+    policy_params: Any,
+    target_params: Any,
+    log_alpha: jax.Array,
+    batch: Batch,
+    key: jax.Array,
+    *,
+    policy: Policy,
+    critic: Critic,
+    gamma: float,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """REDQ critic loss; aux has the online critic's embedding (for the policy step) and stats."""
+    y = td_targets(
+        policy_params, target_params, log_alpha, batch, key,
+        policy=policy, critic=critic, gamma=gamma,
+    )  # fmt: skip
+    seq = batch.seq
+    emb = critic.apply(critic_params, seq, method=critic.embed)
+    q = critic.apply(critic_params, seq.obs, batch.act, emb, method=critic.q)
+    per_head = jax.vmap(lambda qe: masked_mean((qe - y) ** 2, batch.mask), in_axes=-1)(q)
+    loss = jnp.sum(per_head)
+    aux = {
+        "embedding": jax.lax.stop_gradient(emb),
+        "q_mean": masked_mean(jnp.mean(q, axis=-1), batch.mask),
+        "target_mean": masked_mean(y, batch.mask),
+    }
+    return loss, aux
+
+
+def policy_loss(
+    policy_params: Any,
+    critic_params: Any,
+    critic_embedding: jax.Array,
+    log_alpha: jax.Array,
+    batch: Batch,
+    key: jax.Array,
+    *,
+    policy: Policy,
+    critic: Critic,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """SAC policy loss with the mean over the ensemble; aux: entropy estimate and log-probs."""
+    seq = batch.seq
+    mean, log_std = policy.apply(policy_params, seq)
+    a, logp = tanh_gaussian_sample(key, mean, log_std)
+    q = critic.apply(critic_params, seq.obs, a, critic_embedding, method=critic.q)
+    loss = masked_mean(jnp.exp(log_alpha) * logp - jnp.mean(q, axis=-1), batch.mask)
+    return loss, {"logp": jax.lax.stop_gradient(logp), "entropy": -masked_mean(logp, batch.mask)}
+
+
+def alpha_loss(
+    log_alpha: jax.Array, logp: jax.Array, mask: jax.Array, target_entropy: float
+) -> jax.Array:
+    """Temperature loss: drives the policy entropy towards target_entropy."""
+    return -log_alpha * masked_mean(jax.lax.stop_gradient(logp) + target_entropy, mask)

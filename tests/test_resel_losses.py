@@ -1,0 +1,121 @@
+"""SAC+REDQ losses: masked losses on a packed batch == the same losses trajectory by trajectory;
+time-outs bootstrap, terminations do not."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from resel import buffer as rb
+from resel.losses import critic_loss, policy_loss, td_targets
+from resel.networks import Critic, NetConfig, Policy, Seq
+
+NET = NetConfig(
+    pre_dim=8, ce_dim=16, ce_out=8, d_state=4, dt_rank=2, conv_kernel=3, ffn_dim=16,
+    obs_embed=8, act_embed=8, hidden=16, n_critics=4, scan_method="sequential",
+)  # fmt: skip
+OBS, ACT = 3, 2
+LENS = [6, 4, 9, 3, 7]
+TERMINATED = {1, 3}
+
+
+def _data(seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for ep, n in enumerate(LENS):
+        obs = rng.normal(size=(n + 1, OBS)).astype(np.float32)
+        act = rng.uniform(-1, 1, size=(n, ACT)).astype(np.float32)
+        rew = rng.normal(size=n).astype(np.float32)
+        term = np.zeros(n, np.float32)
+        if ep in TERMINATED:
+            term[-1] = 1
+        out.append((obs, act, rew, term))
+    return out
+
+
+def _single(obs, act, rew, term) -> rb.Batch:
+    """A one-row batch of one trajectory, built by hand: o_0..o_L, no zero steps, no padding."""
+    n = act.shape[0]
+    pad = lambda x: np.concatenate([x, np.zeros_like(x[:1])])
+    shift = lambda x: np.concatenate([np.zeros_like(x[:1]), x[:-1]])
+    a, r, t = pad(act), pad(rew), pad(term)
+    seq = Seq(obs, shift(obs), shift(a), shift(r)[:, None], np.eye(1, n + 1)[0].astype(np.float32))
+    mask = np.r_[np.ones(n), 0.0].astype(np.float32)
+    row = lambda x: jnp.asarray(x)[None]
+    return rb.Batch(jax.tree.map(row, seq), row(a), row(r), row(t), row(mask), jnp.zeros(1), 0)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    data = _data()
+    buf = rb.init_buffer(128, 16, OBS, ACT)
+    for obs, act, rew, term in data:
+        for t in range(act.shape[0]):
+            done = jnp.asarray(t == act.shape[0] - 1)
+            buf = rb.add(buf, obs[t], act[t], rew[t], jnp.asarray(term[t]), obs[t + 1], done)
+    layout = rb.make_layout(15, max(LENS), k_zero=5, max_trajs_per_batch=5, rows=5)
+    batch = rb.sample(buf, jax.random.PRNGKey(3), layout)
+    assert len({int(i) for i in batch.traj_ids if i >= 0}) >= 2
+    policy, critic = Policy(NET, False, ACT), Critic(NET, False, ACT)
+    p = policy.init(jax.random.PRNGKey(0), batch.seq)
+    # a near-deterministic policy (std = e^-20) so that sampling noise cannot differ by layout
+    out = p["params"]["head"]["dense_2"]
+    out["bias"] = out["bias"].at[ACT:].set(-25.0)
+    out["kernel"] = out["kernel"].at[:, ACT:].set(0.0)
+    q = critic.init(jax.random.PRNGKey(1), batch.seq, batch.act)
+    q_target = critic.init(jax.random.PRNGKey(2), batch.seq, batch.act)
+    return data, batch, policy, critic, p, q, q_target
+
+
+def test_packed_losses_equal_per_trajectory_losses(setup):
+    data, batch, policy, critic, p, q, q_target = setup
+    log_alpha = jnp.asarray(-40.0)  # alpha ~ 0: the entropy terms depend on the noise draw
+    kw = dict(policy=policy, critic=critic)
+    key = jax.random.PRNGKey(7)
+    loss, aux = critic_loss(q, p, q_target, log_alpha, batch, key, gamma=0.9, **kw)
+    ploss, _ = policy_loss(p, q, aux["embedding"], log_alpha, batch, key, **kw)
+    ids = [int(i) for i in batch.traj_ids if i >= 0]
+    n = [LENS[i] for i in ids]
+    per_q, per_pi = [], []
+    for i in ids:
+        single = _single(*data[i])
+        lq, aux1 = critic_loss(q, p, q_target, log_alpha, single, key, gamma=0.9, **kw)
+        lp, _ = policy_loss(p, q, aux1["embedding"], log_alpha, single, key, **kw)
+        per_q.append(float(lq))
+        per_pi.append(float(lp))
+    np.testing.assert_allclose(float(loss), np.dot(per_q, n) / sum(n), rtol=2e-5)
+    np.testing.assert_allclose(float(ploss), np.dot(per_pi, n) / sum(n), rtol=2e-5)
+
+
+def test_terminations_stop_bootstrapping_and_time_outs_do_not(setup):
+    data, _, policy, critic, p, _, q_target = setup
+    kw = dict(policy=policy, critic=critic)
+    for ep in (0, 1):  # 0 ends by time-out, 1 terminates
+        obs, act, rew, term = data[ep]
+        single = _single(obs, act, rew, term)
+        y = td_targets(p, q_target, jnp.asarray(-40.0), single, jax.random.PRNGKey(0), gamma=0.9,
+                       **kw)  # fmt: skip
+        y0 = td_targets(p, q_target, jnp.asarray(-40.0), single, jax.random.PRNGKey(0), gamma=0.0,
+                        **kw)  # fmt: skip
+        np.testing.assert_allclose(y0[0, : len(rew)], rew, rtol=1e-6)
+        last = len(rew) - 1
+        if ep in TERMINATED:
+            assert float(y[0, last]) == pytest.approx(float(rew[last]))
+        else:
+            assert abs(float(y[0, last]) - float(rew[last])) > 1e-3
+        # bootstrapped value at step t is the target network's value at step t+1 (o_{t+1})
+        assert abs(float(y[0, 0]) - float(rew[0])) > 1e-3
+
+
+def test_critic_gradient_ignores_padding_and_zero_steps(setup):
+    _, batch, policy, critic, p, q, q_target = setup
+    kw = dict(policy=policy, critic=critic, gamma=0.9)
+    g = jax.grad(lambda a: critic_loss(q, p, q_target, jnp.asarray(-40.0),
+                                       batch._replace(act=a), jax.random.PRNGKey(1), **kw)[0])(
+        batch.act
+    )  # fmt: skip
+    outside = np.asarray(batch.mask) == 0
+    assert float(jnp.abs(g[outside]).max()) == 0.0
+    assert float(jnp.abs(g[~outside]).max()) > 0.0
