@@ -26,6 +26,8 @@ class Algorithm(Protocol):
 
     def check_config(self, preset: str, overrides: dict[str, Any]) -> None: ...
 
+    def build_optimizer(self, spec: Any) -> Any: ...
+
     def run_cell(
         self,
         *,
@@ -51,8 +53,18 @@ def _rows(metrics: dict[str, Any], n: int) -> list[dict[str, float]]:
     return [{k: float(v[i]) for k, v in host.items()} for i in range(n)]
 
 
-class PPOAlgorithm:
-    """eval.ppo on Brax tasks; budget = environment steps; seeds vmapped."""
+class SpecOptimizer:
+    """One optax transform for the whole agent, from anything optim4rl.from_spec accepts."""
+
+    def build_optimizer(self, spec: Any) -> optax.GradientTransformation:
+        import optim4rl
+
+        return optim4rl.from_spec(spec)
+
+
+class PPOAlgorithm(SpecOptimizer):
+    """eval.ppo on Brax tasks; budget = environment steps; seeds vmapped. Parameter tree
+    {"policy": ..., "value": ...}, so per-module specs may name "policy" and "value"."""
 
     name = "ppo"
 
@@ -118,7 +130,7 @@ class PPOAlgorithm:
                 bar.update()
 
 
-class A2CAlgorithm:
+class A2CAlgorithm(SpecOptimizer):
     """meta_train's A2C on the gridworlds and Catch; budget = environment steps."""
 
     name = "a2c"
@@ -176,7 +188,104 @@ class A2CAlgorithm:
                 )
 
 
-ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (PPOAlgorithm(), A2CAlgorithm())}
+def _pairs(spec: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """A spec string or {pattern: spec} table as RESeL's ((pattern, spec), ...) ("default" last)."""
+    if isinstance(spec, str):
+        return (("default", spec),)
+    if isinstance(spec, dict) and spec and all(isinstance(v, str) for v in spec.values()):
+        if "default" not in spec:
+            raise ValueError(f"{where}: a per-module table needs a 'default' entry")
+        items = [(k, v) for k, v in spec.items() if k != "default"]
+        return (*items, ("default", spec["default"]))
+    raise ValueError(f"{where}: expected a spec string or a table of spec strings, got {spec!r}")
+
+
+class RESeLAlgorithm:
+    """resel.train on resel.envs tasks; budget = environment steps (RESeL's total_steps).
+
+    An optimizer spec is either one spec (string or {pattern: spec} table) used for both the
+    policy and the critic, or a table {policy = ..., critic = ...} giving each its own.
+    """
+
+    name = "resel"
+
+    def _modules(self):
+        try:
+            from resel import config, envs, train
+        except ImportError as err:
+            raise PackageNotReady(
+                f"algorithm 'resel' needs resel.config/envs/train: {err}"
+            ) from err
+        return config, envs, train
+
+    def check_task(self, task: str) -> None:
+        _, envs, _ = self._modules()
+        if task not in envs.names():
+            raise ValueError(f"unknown RESeL task {task!r}; available: {', '.join(envs.names())}")
+
+    def check_config(self, preset: str, overrides: dict[str, Any]) -> None:
+        config, _, _ = self._modules()
+        config.preset(preset, "", **overrides)
+
+    def build_optimizer(self, spec: Any) -> dict[str, tuple[tuple[str, str], ...]]:
+        import optim4rl
+
+        if isinstance(spec, dict) and set(spec) <= {"policy", "critic"} and spec:
+            missing = {"policy", "critic"} - set(spec)
+            if missing:
+                raise ValueError(f"per-network spec table lacks {sorted(missing)}")
+            parts = {k: _pairs(spec[k], k) for k in ("policy", "critic")}
+        else:
+            pairs = _pairs(spec, "spec")
+            parts = {"policy": pairs, "critic": pairs}
+        for pairs in parts.values():
+            for _, text in pairs:
+                optim4rl.from_spec(text)
+        return {"policy_optim": parts["policy"], "critic_optim": parts["critic"]}
+
+    def run_cell(
+        self, *, task, preset, overrides, budget, num_evals, optimizer, seeds, on_eval, desc
+    ):
+        config, _, train = self._modules()
+        extra = {}
+        if num_evals:  # evaluate about num_evals - 1 times after warmup (multiple of the unit)
+            base = config.preset(preset, task, **overrides)
+            unit = base.policy_every * base.env_steps_per_update
+            every = max((budget - base.warmup_steps) // max(num_evals - 1, 1) // unit, 1) * unit
+            extra["eval_every"] = every
+        cfg = config.preset(
+            preset, task, **{**overrides, **extra, "total_steps": budget}, **optimizer
+        )
+        try:
+            rows = train.run(cfg, task, list(seeds), None, progress=True)
+        except train.TrainingDiverged as err:
+            for i in range(len(seeds)):
+                on_eval(
+                    i,
+                    {
+                        "env_steps": float("nan"),
+                        "return": float("nan"),
+                        "finite": 0.0,
+                        "error": str(err),
+                    },
+                )
+            return
+        index = {seed: i for i, seed in enumerate(seeds)}
+        for row in rows:
+            on_eval(
+                index[row["seed"]],
+                {
+                    "env_steps": float(row["step"]),
+                    "return": float(row["eval_return"]),
+                    "train_return": row.get("train_return"),
+                    "finite": 1.0,
+                },
+            )
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    a.name: a for a in (PPOAlgorithm(), A2CAlgorithm(), RESeLAlgorithm())
+}
 
 
 def get_algorithm(name: str) -> Algorithm:

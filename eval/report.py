@@ -37,7 +37,9 @@ class Group:
 
 
 def load_runs(out: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Finished runs under out/runs: dicts with config, rows and status; plus notes on the rest."""
+    """Finished runs under out/runs: dicts with config, rows and status; plus notes on the rest.
+    Diverged runs (non-finite parameters or losses) are listed in the notes and left out of the
+    statistics, which the tables say."""
     out = Path(out)
     if not (out / "runs").is_dir():
         raise FileNotFoundError(
@@ -53,6 +55,8 @@ def load_runs(out: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
             json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line
         ]
         status = json.loads((folder / "done.json").read_text())["status"]
+        if status != "finished":
+            notes.append(f"{status} run left out of the statistics: {folder.relative_to(out)}")
         runs.append({"config": json.loads(config_path.read_text()), "rows": rows, "status": status})
     if not runs:
         raise FileNotFoundError(f"no finished runs under {out / 'runs'}")
@@ -64,8 +68,12 @@ def group_runs(runs: list[dict[str, Any]]) -> list[Group]:
     for run in runs:
         by_cell[run["config"]["task"], run["config"]["variant"]].append(run)
     groups = []
-    for (task, variant), cell in by_cell.items():
-        cell.sort(key=lambda r: r["config"]["seed"])
+    for (task, variant), all_runs in by_cell.items():
+        all_runs.sort(key=lambda r: r["config"]["seed"])
+        diverged = [r["config"]["seed"] for r in all_runs if r["status"] != "finished"]
+        cell = [r for r in all_runs if r["status"] == "finished"]
+        if not cell:  # every seed diverged: nothing to average, listed by write_report
+            continue
         length = min(len(r["rows"]) for r in cell)
         steps = np.array([row["env_steps"] for row in cell[0]["rows"][:length]], float)
         curves = np.array([[row["return"] for row in r["rows"][:length]] for r in cell], float)
@@ -79,7 +87,7 @@ def group_runs(runs: list[dict[str, Any]]) -> list[Group]:
                 seeds=[r["config"]["seed"] for r in cell],
                 steps=steps,
                 curves=curves,
-                diverged=[r["config"]["seed"] for r in cell if r["status"] != "finished"],
+                diverged=diverged,
             )
         )
     return groups

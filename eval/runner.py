@@ -68,7 +68,6 @@ class ConfigMismatch(RuntimeError):
 
 def run_study(study: Study, out: str | Path, *, log=print) -> dict[str, int]:
     """Run every unfinished run of `study` into `out`; returns counts {ran, skipped, diverged}."""
-    import optim4rl
     from eval.algorithms import get_algorithm
 
     out = Path(out)
@@ -114,7 +113,7 @@ def run_study(study: Study, out: str | Path, *, log=print) -> dict[str, int]:
                 overrides=study.config,
                 budget=study.budget,
                 num_evals=study.num_evals,
-                optimizer=optim4rl.from_spec(variant.spec),
+                optimizer=algorithm.build_optimizer(variant.spec),
                 seeds=[seed for seed, _, _ in todo],
                 on_eval=on_eval,
                 desc=f"{task} / {variant.name}",

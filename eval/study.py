@@ -128,8 +128,10 @@ def key_lines(text: str) -> dict[str, int]:
             for i in range(1, len(parts) + 1):
                 lines.setdefault(".".join(parts[:i]), number)
         elif m := assignment.match(line):
-            key = clean(m.group(1))
-            lines.setdefault(f"{table}.{key}" if table else key, number)
+            parts = clean(m.group(1)).split(".")
+            for i in range(1, len(parts) + 1):  # dotted keys: spec.policy = ... defines spec too
+                key = ".".join(parts[:i])
+                lines.setdefault(f"{table}.{key}" if table else key, number)
     return lines
 
 
@@ -250,7 +252,7 @@ def load_study(path_or_name: str | Path, scale: str = "cpu") -> Study:
         key = f"{prefix}.preset" if "preset" in str(err) else f"{prefix}.config"
         raise check.fail(key, str(err)) from None
 
-    variants = tuple(_variants(raw["optimizers"], check))
+    variants = tuple(_variants(raw["optimizers"], check, algorithm))
     if not variants:
         raise check.fail("optimizers", "names no optimizer")
     return Study(
@@ -282,9 +284,17 @@ def _placeholders(spec: Any) -> set[str]:
     return set().union(*(_placeholders(v) for v in spec.values())) if spec else set()
 
 
-def _variants(optimizers: dict[str, Any], check: _Checker):
-    import optim4rl
+def _spec_shape_ok(spec: Any, depth: int = 0) -> bool:
+    if isinstance(spec, str):
+        return True
+    return (
+        isinstance(spec, dict)
+        and depth < 2
+        and all(_spec_shape_ok(v, depth + 1) for v in spec.values())
+    )
 
+
+def _variants(optimizers: dict[str, Any], check: _Checker, algorithm):
     for family, table in optimizers.items():
         key = f"optimizers.{family}"
         check.typed(table, dict, key, "a table with spec = ...")
@@ -292,9 +302,7 @@ def _variants(optimizers: dict[str, Any], check: _Checker):
         if "spec" not in table:
             raise check.fail(f"{key}.spec", "is required")
         spec = table["spec"]
-        if not isinstance(spec, str | dict) or (
-            isinstance(spec, dict) and not all(isinstance(v, str) for v in spec.values())
-        ):
+        if not _spec_shape_ok(spec):
             raise check.fail(f"{key}.spec", "must be a spec string or a table of spec strings")
         sweep = check.typed(table.get("sweep", {}), dict, f"{key}.sweep", "a table of lists")
         for name, values in sweep.items():
@@ -313,7 +321,7 @@ def _variants(optimizers: dict[str, Any], check: _Checker):
             values = dict(zip(sweep, combo, strict=True))
             filled = _fill(spec, values)
             try:
-                optim4rl.from_spec(filled)
+                algorithm.build_optimizer(filled)
             except Exception as err:  # noqa: BLE001 - SpecError and optax's own TypeErrors alike
                 raise check.fail(f"{key}.spec", f"{type(err).__name__}: {err}") from None
             label = ",".join(f"{k}={v}" for k, v in values.items())
