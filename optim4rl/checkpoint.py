@@ -169,6 +169,8 @@ def _check_finite(meta_params: MetaParams, what: str) -> None:
 def pretrained_names() -> list[str]:
     """Names of the meta-parameter checkpoints shipped with the package."""
     folder = resources.files("optim4rl") / "pretrained"
+    if not folder.is_dir():
+        return []
     return sorted(p.name[: -len(SUFFIX)] for p in folder.iterdir() if p.name.endswith(SUFFIX))
 
 
