@@ -137,3 +137,28 @@ def test_shipped_studies_validate(name, scale):
         assert "no pretrained optimizer" in str(err) or "needs" in str(err), err
         return
     assert study.tasks and study.variants and study.seeds
+
+
+def test_resel_specs_become_per_network_pairs():
+    """RESeL adapter: one spec for both networks, or a {policy, critic} table; 'default' last."""
+    pytest.importorskip("resel.config")
+    from eval.algorithms import get_algorithm
+
+    resel = get_algorithm("resel")
+    both = resel.build_optimizer(
+        {"default": "adam(learning_rate=1e-3)", "context_encoder": "sgd(0.1)"}
+    )
+    assert both["policy_optim"] == both["critic_optim"]
+    assert both["policy_optim"] == (
+        ("context_encoder", "sgd(0.1)"),
+        ("default", "adam(learning_rate=1e-3)"),
+    )
+    split = resel.build_optimizer({"policy": "adam(learning_rate=3e-4)", "critic": "sgd(0.1)"})
+    assert split == {
+        "policy_optim": (("default", "adam(learning_rate=3e-4)"),),
+        "critic_optim": (("default", "sgd(0.1)"),),
+    }
+    with pytest.raises(ValueError, match="lacks \\['critic'\\]"):
+        resel.build_optimizer({"policy": "adam(learning_rate=3e-4)"})
+    with pytest.raises(ValueError, match="needs a 'default'"):
+        resel.build_optimizer({"context_encoder": "sgd(0.1)"})
