@@ -93,7 +93,7 @@ def sensitivity(groups: list, stem: Path, *, last: int = 1, title: str = "") -> 
             ax.axhline(y, linestyle="--", linewidth=1, color="gray")
             ax.annotate(g.variant, (0.01, y), xycoords=("axes fraction", "data"), fontsize=7)
         ax.set_title(task)
-        ax.set_xlabel("swept value")
+        ax.set_xlabel(", ".join(sorted({k for g in swept for k in g.sweep})))
         ax.set_ylabel(f"final return (last {last})")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
