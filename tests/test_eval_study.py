@@ -162,3 +162,14 @@ def test_resel_specs_become_per_network_pairs():
         resel.build_optimizer({"policy": "adam(learning_rate=3e-4)"})
     with pytest.raises(ValueError, match="needs a 'default'"):
         resel.build_optimizer({"context_encoder": "sgd(0.1)"})
+
+
+def test_cli_reports_bad_study_before_running(tmp_path, capsys):
+    from eval.__main__ import main
+
+    path = write(tmp_path, GOOD.replace("seeds = 3", "seeds = -2"))
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "key 'scale.cpu.seeds': must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "no runs/ folder" in capsys.readouterr().err
