@@ -138,13 +138,15 @@ def aggregate(groups: list[Group], last: int) -> tuple[list[dict[str, Any]], str
         cell = [g for g in groups if g.task == t]
         low[t] = float(np.mean([g.curves[:, 0].mean() for g in cell]))
         high[t] = max(float(stats.final_return(g.curves, last).mean()) for g in cell)
+    # A task where no optimizer ends above the untrained return has no meaningful 0-1 scale.
+    usable = [t for t in tasks if high[t] > low[t]]
+    skipped = [t for t in tasks if t not in usable]
     rows = []
     for v in variants:
         cells = {g.task: g for g in groups if g.variant == v}
         if set(cells) != set(tasks):
             continue
         n = min(len(c.seeds) for c in cells.values())
-        usable = [t for t in tasks if high[t] != low[t]]
         if not usable:
             continue
         scores = np.stack(
@@ -173,6 +175,11 @@ def aggregate(groups: list[Group], last: int) -> tuple[list[dict[str, Any]], str
         "Normalised score per task: 0 = mean return of all optimizers at the first evaluation "
         "(untrained), 1 = best optimizer's mean final return on that task."
     )
+    if skipped:
+        note += (
+            f" Left out: {', '.join(skipped)} (no optimizer's mean final return exceeds the "
+            "untrained return, so the scale would be inverted)."
+        )
     return rows, note
 
 

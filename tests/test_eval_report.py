@@ -151,3 +151,20 @@ def test_report_errors(tmp_path):
     (tmp_path / "runs").mkdir()
     with pytest.raises(FileNotFoundError, match="no finished runs"):
         write_report(tmp_path)
+
+
+def test_aggregate_leaves_out_tasks_nobody_improved(tmp_path):
+    out = tmp_path / "out"
+    (out / "runs").mkdir(parents=True)
+    for seed in (0, 1):
+        _fake_run(out, "up", "x", seed, [0, 5, 10 + seed])
+        _fake_run(out, "up", "y", seed, [0, 2, 4])
+        _fake_run(out, "down", "x", seed, [100, 50, 40])  # the untrained agent scores best
+        _fake_run(out, "down", "y", seed, [100, 60, 30])
+    text = write_report(out)
+    assert "Left out: down" in text
+    with open(out / "report" / "aggregate.csv") as f:
+        agg = {r["optimizer"]: r for r in csv.DictReader(f)}
+    assert int(agg["x"]["tasks"]) == 1
+    assert float(agg["x"]["mean"]) == pytest.approx(1.0)  # high = x's mean final 10.5
+    assert float(agg["y"]["mean"]) == pytest.approx(4 / 10.5)
