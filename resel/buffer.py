@@ -76,8 +76,8 @@ def make_layout(
 ) -> Layout:
     """Shapes of a batch: rows of power-of-two length >= one trajectory + tail (+ k_zero).
 
-    `rows=None` gives ceil(batch_size / max_episode_len) + 1 packed rows (enough when episodes run
-    to their time-out, and more transitions than batch_size when they are short); trajectories
+    `rows=None` gives ceil(batch_size / max_episode_len) packed rows (enough when episodes run to
+    their time-out, and room for more than batch_size transitions when they are short); trajectories
     that do not fit are left out and counted in `Batch.dropped`. For a layout that never drops,
     pass rows >= `worst_case_rows(...)`: next fit fills any two consecutive rows with more than
     row_len steps, so 2 * ceil(total / row_len) rows hold any draw of `total` steps.
@@ -91,7 +91,7 @@ def make_layout(
         raise ValueError(f"row_len {width} cannot hold a trajectory of {item} steps (with zeros)")
     worst = worst_case_rows(batch_size, max_episode_len, k_zero, m, width)
     if rows is None:
-        rows = min(worst, math.ceil(batch_size / max_episode_len) + 1)
+        rows = min(worst, math.ceil(batch_size / max_episode_len))
     return Layout(batch_size, m, rows, width, k_zero, True)
 
 
@@ -184,7 +184,9 @@ def sample(buf: Buffer, key: jax.Array, layout: Layout) -> Batch:
 
     # owner[r, c]: the trajectory whose span covers (r, c)
     marks = jnp.zeros((layout.rows, W), jnp.int32)
-    marks = marks.at[jnp.where(placed, row, layout.rows), col].set(jnp.arange(1, m + 1), mode="drop")
+    marks = marks.at[jnp.where(placed, row, layout.rows), col].set(
+        jnp.arange(1, m + 1), mode="drop"
+    )
     owner = jax.lax.cummax(marks, axis=1) - 1
     has = owner >= 0
     o = jnp.maximum(owner, 0)

@@ -37,7 +37,7 @@ class Config:
     policy_every: int = 2  # policy (and alpha) update every 2 critic updates
     batch_size: int = 1_000  # transitions (whole trajectories drawn until reached)
     max_trajs_per_batch: int = 64
-    batch_rows: int | None = None  # None: ceil(batch_size / episode length) + 1 (see buffer)
+    batch_rows: int | None = None  # None: ceil(batch_size / episode length) (see buffer)
     packed: bool = True  # packed rows with k_zero zero steps; False: one trajectory per row
     k_zero: int | None = None  # None: conv kernel + 2
     buffer_size: int | None = None  # rows in the replay ring; None: everything is kept

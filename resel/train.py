@@ -13,6 +13,8 @@ loss, keeping the last good checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import math
 import os
@@ -111,11 +113,19 @@ class Trainer:
     train_chunk: Any
     evaluate: Any
     chunk_updates: int
+    update: Any = None  # jitted (agent, buffer, key) -> (agent, metrics): critic + policy step
+    env: Any = None
 
 
 def _zero_seq(obs_dim: int, act_dim: int, batch: tuple[int, ...]) -> Seq:
     z = lambda d: jnp.zeros(batch + (d,))
     return Seq(z(obs_dim), z(obs_dim), z(act_dim), z(1), jnp.ones(batch))
+
+
+def buffer_capacity(config: Config, episode_len: int) -> int:
+    """Rows of the replay ring: config.buffer_size, or enough to keep every step of the run."""
+    c = config
+    return c.buffer_size or (c.total_steps + c.total_steps // max(episode_len, 1) + episode_len + 2)
 
 
 def make_train(config: Config, env: Any, env_params: Any) -> Trainer:
@@ -137,7 +147,7 @@ def make_train(config: Config, env: Any, env_params: Any) -> Trainer:
         c.batch_size, ep_len, packed=c.packed, k_zero=c.zero_steps,
         max_trajs_per_batch=c.max_trajs_per_batch, rows=c.batch_rows,
     )  # fmt: skip
-    capacity = c.buffer_size or (c.total_steps + c.total_steps // max(ep_len, 1) + ep_len + 2)
+    capacity = buffer_capacity(c, ep_len)
     max_trajs = capacity // 2 + 1
     policy_tx = build_optimizer(c.policy_optim, c.net.encoder)
     critic_tx = build_optimizer(c.critic_optim, c.net.encoder)
@@ -330,6 +340,8 @@ def make_train(config: Config, env: Any, env_params: Any) -> Trainer:
         train_chunk=jax.jit(jax.vmap(train_chunk)),
         evaluate=jax.jit(jax.vmap(evaluate)),
         chunk_updates=chunk_units * c.policy_every,
+        update=jax.jit(functools.partial(update, with_policy=True)),
+        env=env,
     )
 
 
@@ -358,6 +370,13 @@ def save_checkpoint(path: Path, state: TrainState, config: Config, seeds: Sequen
     _atomic_write(path, flax.serialization.msgpack_serialize(payload))
 
 
+def read_header(path: Path) -> str:
+    raw = flax.serialization.msgpack_restore(Path(path).read_bytes())
+    if not isinstance(raw, dict) or "header" not in raw:
+        raise ValueError(f"{path} is not a RESeL checkpoint (no header)")
+    return raw["header"]
+
+
 def load_checkpoint(
     path: Path, template: TrainState, config: Config, seeds: Sequence[int]
 ) -> tuple[TrainState, dict]:
@@ -370,7 +389,7 @@ def load_checkpoint(
         raise ValueError(
             f"{path}: checkpoint format {header.get('format_version')}, expected {FORMAT_VERSION}"
         )
-    saved = from_dict(header["config"])
+    saved = dataclasses.replace(from_dict(header["config"]), total_steps=config.total_steps)
     if saved != config:
         diff = {
             k: (v, config.to_dict()[k])
@@ -416,11 +435,22 @@ class MetricsLog:
 # ---------------------------------------------------------------------------------------------
 
 
-def make_env(env_name: str, *, use_reward: bool = False):
+def make_env(env_name: str):
     """A resel.envs task by name (the agent feeds the last reward itself, so no wrapper)."""
     from resel import envs
 
     return envs.make(env_name)
+
+
+_TRAINERS: dict[tuple[Config, str], Trainer] = {}
+
+
+def _trainer(config: Config, env_name: str, env: Any, env_params: Any) -> Trainer:
+    """make_train, reusing the compiled functions of a (config, task) already built here."""
+    key = (config, env_name)
+    if key not in _TRAINERS or _TRAINERS[key].env is not env:
+        _TRAINERS[key] = make_train(config, env, env_params)
+    return _TRAINERS[key]
 
 
 def run(
@@ -445,14 +475,20 @@ def run(
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     env, env_params = env if env is not None else make_env(env_name)
     c = config
-    trainer = make_train(c, env, env_params)
     out = Path(out_dir) if out_dir is not None else None
     ckpt = out / CHECKPOINT if out else None
-    state = trainer.init(jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
-    start_step = 0
     if resume:
         if ckpt is None or not ckpt.exists():
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
+        if c.buffer_size is None:  # a longer run keeps the replay ring it was started with
+            saved = from_dict(json.loads(read_header(ckpt))["config"])
+            c = dataclasses.replace(
+                c, buffer_size=buffer_capacity(saved, int(env.episode_length(env_params)))
+            )
+    trainer = _trainer(c, env_name, env, env_params)
+    state = trainer.init(jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
+    start_step = 0
+    if resume:
         state, header = load_checkpoint(ckpt, state, c, seeds)
         start_step = header["step"]
     if out:

@@ -91,12 +91,13 @@ def _policy(encoder, method="parallel"):
 def _stepwise(model, params, tr):
     """Acting: single-step recurrence from a zero carry, one trajectory at a time."""
     carry = model.apply(params, 1, method=model.initial_carry)
-    outs = []
-    for t in range(tr.obs.shape[0]):
-        inp = jax.tree.map(lambda x, t=t: x[t][None], tr)
-        (mean, log_std), carry = model.apply(params, inp, carry, method=model.step)
-        outs.append(mean[0])
-    return jnp.stack(outs)
+
+    def step(carry, inp):  # a lax.scan of single steps: each step sees only its carry
+        (mean, _), carry = model.apply(params, jax.tree.map(lambda x: x[None], inp), carry,
+                                       method=model.step)  # fmt: skip
+        return carry, mean[0]
+
+    return jax.lax.scan(step, carry, tr)[1]
 
 
 @pytest.mark.parametrize("encoder", ["mamba", "gru", "transformer", "none"])

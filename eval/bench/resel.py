@@ -1,0 +1,158 @@
+"""`python -m eval bench resel`: RESeL's update time per context encoder, encoder forward+backward
+time against sequence length (Mamba vs GRU), and the selective scan parallel vs sequential/chunked.
+
+All times are medians measured in this run; ratios are against the GRU (or the sequential scan)
+measured in the same run, since a shared CPU varies by about +-30% from run to run.
+Options: --quick (fewer lengths and sizes, for a smoke run), --repeats N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from eval.bench.timing import time_fn
+
+TRAJ_LEN = 1000
+
+
+def _filled_trainer(cfg, encoder: str, scan: str | None = None):
+    """A trainer on Pendulum-P with 1000-step episodes and a buffer of two whole trajectories."""
+    from resel import buffer as rb
+    from resel import envs, train
+
+    env, params = envs.make("Pendulum-P")
+    params = params.replace(max_steps_in_episode=TRAJ_LEN)
+    net = dataclasses.replace(cfg.net, encoder=encoder, scan_method=scan)
+    cfg = dataclasses.replace(cfg, net=net, batch_size=TRAJ_LEN, total_steps=3 * TRAJ_LEN)
+    trainer = train.make_train(cfg, env, params)
+    state = jax.tree.map(lambda x: x[0], trainer.init(jax.random.PRNGKey(0)[None]))
+    obs_dim, act_dim = state.buffer.obs.shape[1], state.buffer.act.shape[1]
+
+    def fill(buf, key):
+        def body(b, t):
+            k = jax.random.fold_in(key, t)
+            o, o2 = jax.random.normal(k, (2, obs_dim))
+            a = jax.random.uniform(k, (act_dim,), minval=-1, maxval=1)
+            done = (t % TRAJ_LEN) == TRAJ_LEN - 1
+            return rb.add(b, o, a, jnp.sin(t * 0.01), jnp.asarray(False), o2, done), None
+
+        return jax.lax.scan(body, buf, jnp.arange(2 * TRAJ_LEN))[0]
+
+    buf = jax.jit(fill)(state.buffer, jax.random.PRNGKey(1))
+    return trainer, state.agent, buf
+
+
+def bench_updates(presets, encoders, repeats: int) -> None:
+    from resel import config as C
+
+    print(f"\n## One update (critic + policy + alpha) on whole {TRAJ_LEN}-step trajectories")
+    print("| preset | encoder | batch positions | update ms | ratio to gru |")
+    print("|---|---|---|---|---|")
+    for preset in presets:
+        cfg = C.preset(preset, "Pendulum-P")
+        times = {}
+        for enc in encoders:
+            trainer, agent, buf = _filled_trainer(cfg, enc)
+            key = jax.random.PRNGKey(2)
+            times[enc] = time_fn(lambda t=trainer, a=agent, b=buf, k=key: t.update(a, b, k),
+                                 repeats=repeats)  # fmt: skip
+            pos = trainer.layout.rows * trainer.layout.row_len
+            print(f"| {preset} | {enc} | {pos} | {1e3 * times[enc]:.1f} | "
+                  f"{times[enc] / times.get('gru', times[enc]):.2f} |", flush=True)  # fmt: skip
+
+
+def _encoder_fwd_bwd(net, length: int, batch: int):
+    from resel.networks import ContextEncoder
+
+    enc = ContextEncoder(net)
+    x = jax.random.normal(jax.random.PRNGKey(0), (batch, length, 3 * net.pre_dim))
+    start = jnp.zeros((batch, length)).at[:, 0].set(1.0)
+    params = enc.init(jax.random.PRNGKey(1), x[:, :8], start[:, :8])
+    f = jax.jit(jax.grad(lambda p: jnp.sum(enc.apply(p, x, start) ** 2)))
+    return lambda: f(params)
+
+
+def bench_encoders(presets, lengths, repeats: int) -> None:
+    from resel import config as C
+
+    print("\n## Context encoder forward+backward vs sequence length (batch 1), ratio to GRU")
+    print(
+        "| preset | length | gru ms | mamba (sequential) ms | ratio | mamba (parallel) ms | ratio |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for preset in presets:
+        net = C.preset(preset, "Pendulum-P").net
+        for length in lengths:
+            t = {}
+            for name, n in [("gru", dataclasses.replace(net, encoder="gru")),
+                            ("seq", dataclasses.replace(net, scan_method="sequential")),
+                            ("par", dataclasses.replace(net, scan_method="parallel"))]:  # fmt: skip
+                # the parallel scan materialises (length, d_inner, d_state): skip what won't fit
+                big = length * net.expand * net.ce_dim * net.d_state * 4 > 2**28
+                t[name] = None if name == "par" and big else time_fn(
+                    _encoder_fwd_bwd(n, length, 1), repeats=repeats)  # fmt: skip
+            par = "skipped (memory) | -" if t["par"] is None else (
+                f"{1e3 * t['par']:.1f} | {t['par'] / t['gru']:.2f}")  # fmt: skip
+            print(f"| {preset} | {length} | {1e3 * t['gru']:.1f} | {1e3 * t['seq']:.1f} | "
+                  f"{t['seq'] / t['gru']:.2f} | {par} |", flush=True)  # fmt: skip
+
+
+def _scan_fwd_bwd(method: str, chunk: int, args):
+    from resel.scan import selective_scan
+
+    u, dt, A, B, C, D, start = args
+
+    def loss(u, dt):
+        return jnp.sum(selective_scan(u, dt, A, B, C, D, start, method=method, chunk=chunk)[0] ** 2)
+
+    f = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    return lambda: f(u, dt)
+
+
+def bench_scans(lengths, repeats: int) -> None:
+    print("\n## Selective scan forward+backward (batch 4, d_inner 128, d_state 8), ratio to "
+          "sequential")  # fmt: skip
+    print("| length | sequential ms | parallel | chunked 8 | chunked 64 |")
+    print("|---|---|---|---|---|")
+    b, d, n = 4, 128, 8
+    for length in lengths:
+        ks = jax.random.split(jax.random.PRNGKey(length), 5)
+        u = jax.random.normal(ks[0], (b, length, d))
+        dt = jax.nn.softplus(jax.random.normal(ks[1], (b, length, d)))
+        A = -jnp.exp(jax.random.normal(ks[2], (d, n)))
+        B, Cm = jax.random.normal(ks[3], (2, b, length, n))
+        D = jnp.ones(d)
+        start = (jax.random.uniform(ks[4], (b, length)) < 0.005).astype(jnp.float32)
+        args = (u, dt, A, B, Cm, D, start)
+        t = {}
+        for name, method, chunk in [("seq", "sequential", 0), ("par", "parallel", 0),
+                                    ("c8", "chunked", 8), ("c64", "chunked", 64)]:  # fmt: skip
+            t[name] = time_fn(_scan_fwd_bwd(method, chunk or 64, args), repeats=repeats)
+        print(f"| {length} | {1e3 * t['seq']:.1f} | {t['par'] / t['seq']:.2f} | "
+              f"{t['c8'] / t['seq']:.2f} | {t['c64'] / t['seq']:.2f} |", flush=True)  # fmt: skip
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval bench resel", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="cpu sizes and short lengths only")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--skip", nargs="*", default=[], choices=["updates", "encoders", "scans"])
+    args = p.parse_args(argv)
+    print(f"# RESeL benchmark on {jax.default_backend()} ({jax.device_count()} device(s)); "
+          f"default selective scan here: ", end="")  # fmt: skip
+    from resel.scan import default_method
+
+    print(default_method())
+    presets = ["cpu"] if args.quick else ["cpu", "paper"]
+    lengths = [250, 500] if args.quick else [250, 500, 1000, 2000, 4000]
+    if "updates" not in args.skip:
+        bench_updates(presets, ["gru", "mamba", "transformer", "none"], args.repeats)
+    if "encoders" not in args.skip:
+        bench_encoders(presets, lengths, args.repeats)
+    if "scans" not in args.skip:
+        bench_scans(lengths, args.repeats)
+    return 0
