@@ -12,6 +12,7 @@ under stop_gradient, bootstrapped from V(s_T), cut at episode ends):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
@@ -167,23 +168,35 @@ def make_train(config: A2CConfig, optimizer: optax.GradientTransformation):
     (0 until one finishes); metrics["reward_rate"] (num_updates,): mean reward per step in the rollout.
     vmap `train` over keys for seeds.
     """
+    train = make_train_fn(config, lambda _: optimizer)
+    return jax.jit(lambda key: train(key, None))
+
+
+def make_train_fn(config: A2CConfig, make_optimizer: Callable[[Any], optax.GradientTransformation]):
+    """Unjitted `train(key, hparams)`; the optimizer is `make_optimizer(hparams)`.
+
+    hparams is traced, so one compiled program serves a whole sweep: vmap over learning rates,
+    or over meta-parameters of a learned optimizer.
+    """
     agent = Agent(config)
 
-    def update(state: TrainState, key):
-        traj, env = agent.rollout(state.params, state.env, key)
-        grads, _ = jax.grad(agent.loss, has_aux=True)(state.params, traj, env.obs)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = {"episode_return": env.last.mean(), "reward_rate": traj.reward.mean()}
-        return TrainState(params, opt_state, env), metrics
+    def train(key: jax.Array, hparams: Any):
+        optimizer = make_optimizer(hparams)
 
-    def train(key: jax.Array):
+        def update(state: TrainState, key):
+            traj, env = agent.rollout(state.params, state.env, key)
+            grads, _ = jax.grad(agent.loss, has_aux=True)(state.params, traj, env.obs)
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+            metrics = {"episode_return": env.last.mean(), "reward_rate": traj.reward.mean()}
+            return TrainState(params, opt_state, env), metrics
+
         k_init, k_env, k_run = jax.random.split(key, 3)
         params = agent.init_params(k_init)
         state = TrainState(params, optimizer.init(params), agent.init_env(k_env))
         return jax.lax.scan(update, state, jax.random.split(k_run, config.num_updates))
 
-    return jax.jit(train)
+    return train
 
 
 def with_task(config: A2CConfig, task: str) -> A2CConfig:

@@ -93,14 +93,11 @@ class GridWorld(environment.Environment[EnvState, EnvParams]):
 
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
         """Agent and all objects on distinct uniformly random empty cells."""
-        empty = ~params.walls.reshape(-1)
-        cells = jax.random.choice(
-            key,
-            self.rows * self.cols,
-            shape=(self.num_objects + 1,),
-            replace=False,
-            p=empty / empty.sum(),
+        # a uniformly random permutation of the empty cells: sort uniform scores, walls last
+        scores = jnp.where(
+            params.walls.reshape(-1), 2.0, jax.random.uniform(key, (self.rows * self.cols,))
         )
+        _, cells = jax.lax.top_k(-scores, self.num_objects + 1)
         pos = jnp.stack([cells // self.cols, cells % self.cols], axis=-1).astype(jnp.int32)
         state = EnvState(
             agent=pos[0],
@@ -111,7 +108,8 @@ class GridWorld(environment.Environment[EnvState, EnvParams]):
         return self.get_obs(state, params), state
 
     def step_env(self, key, state: EnvState, action, params: EnvParams):
-        k_term, k_respawn = jax.random.split(key)
+        # one draw for everything random in a step: (termination, respawn coin, respawn cell)
+        u = jax.random.uniform(key, (self.num_objects, 3))
         target = state.agent + MOVES[action]
         target = jnp.clip(target, 0, jnp.array([self.rows - 1, self.cols - 1]))
         blocked = params.walls[target[0], target[1]]
@@ -119,18 +117,18 @@ class GridWorld(environment.Environment[EnvState, EnvParams]):
 
         hit = state.present & jnp.all(state.objects == agent, axis=-1)
         reward = jnp.sum(jnp.where(hit, params.rewards, 0.0))
-        term_draw = jax.random.uniform(k_term, (self.num_objects,))
-        terminated = jnp.any(hit & (term_draw < params.terminate_prob))
+        terminated = jnp.any(hit & (u[:, 0] < params.terminate_prob))
         present = state.present & ~hit
 
-        # respawn absent objects one at a time so that two never share a cell
+        # respawn absent objects one at a time so that two never share a cell; the cell is drawn
+        # by inverting the CDF of the uniform distribution over free cells
         objects = state.objects
-        keys = jax.random.split(k_respawn, self.num_objects)
         for i in range(self.num_objects):
-            k_coin, k_cell = jax.random.split(keys[i])
             free = self._free_cells(agent, objects, present, params)
-            cell = jax.random.choice(k_cell, self.rows * self.cols, p=free / free.sum())
-            spawn = ~present[i] & (jax.random.uniform(k_coin) < params.respawn_prob[i])
+            cdf = jnp.cumsum(free)
+            cell = jnp.searchsorted(cdf, u[i, 2] * cdf[-1], side="right", method="compare_all")
+            cell = jnp.minimum(cell, self.rows * self.cols - 1)
+            spawn = ~present[i] & (u[i, 1] < params.respawn_prob[i]) & (cdf[-1] > 0)
             new_pos = jnp.stack([cell // self.cols, cell % self.cols]).astype(jnp.int32)
             objects = objects.at[i].set(jnp.where(spawn, new_pos, objects[i]))
             present = present.at[i].set(present[i] | spawn)

@@ -1,0 +1,111 @@
+"""`python -m meta_train [train] ...`, `python -m meta_train evaluate CHECKPOINT ...`,
+`python -m meta_train baselines ...`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from meta_train.config import PRESETS, preset
+from meta_train.envs import check_task
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m meta_train", description="Pipeline meta-training of a learned optimizer."
+    )
+    p.add_argument("--preset", default="cpu", choices=list(PRESETS))
+    p.add_argument("--out", default="runs/meta_train", help="run folder")
+    p.add_argument("--tasks", help="comma-separated task names (default: the preset's)")
+    p.add_argument("--units", type=int, dest="units_per_task", help="training units per task")
+    p.add_argument("--reset-interval", type=int, dest="reset_interval", help="m")
+    p.add_argument("--meta-lr", type=float, dest="meta_lr")
+    p.add_argument("--agent-lr", type=float, dest="agent_lr")
+    p.add_argument("--steps", type=int, dest="meta_steps", help="meta-steps")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
+    p.add_argument("--max-nonfinite", type=int, dest="max_nonfinite")
+    p.add_argument("--no-pipeline", action="store_true", help="ablation: all units the same age")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--init", help="start from these meta-params (optim4rl checkpoint file)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def parse_train(argv: list[str]):
+    """(config, args) from the command line; every check happens here, before any compute."""
+    args = _train_parser().parse_args(argv)
+    overrides = {
+        k: getattr(args, k)
+        for k in (
+            "units_per_task",
+            "reset_interval",
+            "meta_lr",
+            "agent_lr",
+            "meta_steps",
+            "seed",
+            "checkpoint_every",
+            "max_nonfinite",
+        )
+        if getattr(args, k) is not None
+    }
+    if args.tasks is not None:
+        overrides["tasks"] = tuple(check_task(t.strip()) for t in args.tasks.split(",") if t)
+    if args.no_pipeline:
+        overrides["pipeline"] = False
+    config = preset(args.preset, **overrides)
+
+    import jax  # after the cheap checks
+
+    n_dev = len(jax.devices())
+    if config.units_per_task % n_dev:
+        raise ValueError(
+            f"units per task ({config.units_per_task}) must be divisible by the number of "
+            f"devices ({n_dev}) so that units can be sharded"
+        )
+    return config, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "evaluate":
+        from meta_train.evaluate import main as evaluate_main
+
+        return evaluate_main(argv[1:])
+    if argv and argv[0] == "baselines":
+        from meta_train.baselines import main as baselines_main
+
+        return baselines_main(argv[1:])
+    if argv and argv[0] == "train":
+        argv = argv[1:]
+    try:
+        config, args = parse_train(argv)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from meta_train.run import NonFiniteMetaGradient, train
+
+    try:
+        init = None
+        if args.init:
+            import optim4rl
+
+            init, _ = optim4rl.load_meta_params(args.init, config.kind)
+        train(
+            config,
+            args.out,
+            resume=args.resume,
+            preset=args.preset,
+            progress=not args.no_progress,
+            init_meta_params=init,
+        )
+    except (NonFiniteMetaGradient, FileExistsError, FileNotFoundError, ValueError) as err:
+        # optim4rl.CheckpointError is a ValueError too
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"done: {args.out}/meta_params.msgpack")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""A meta-training run on disk: config.json, metrics.jsonl, atomic checkpoints, resume, NaN guard.
+
+Folder layout:
+  config.json          the MetaTrainConfig of the run
+  metrics.jsonl        one JSON line per meta-step (append-only; a resume drops lines past the
+                       checkpoint so the file matches an uninterrupted run)
+  checkpoint.msgpack   the whole MetaState (meta-params, Adam state, every unit) + a JSON header
+  meta_params.msgpack  the meta-parameters in optim4rl's checkpoint format (`optim4rl.load_meta_params`)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import serialization
+from tqdm.auto import tqdm
+
+import optim4rl
+from meta_train.config import MetaTrainConfig
+from meta_train.pipeline import MetaState, Pipeline, make_mesh
+
+CHECKPOINT = "checkpoint.msgpack"
+META_PARAMS = "meta_params.msgpack"
+FORMAT = "meta_train.checkpoint"
+FORMAT_VERSION = 1
+
+
+class NonFiniteMetaGradient(RuntimeError):
+    """Raised when a run produced too many non-finite meta-gradients in a row."""
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write temp file in the same folder, fsync, rename: readers see the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def git_commit() -> str:
+    """The code version: the current git commit (with '+dirty' for local changes), or 'unknown'."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "meta_train", "optim4rl"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("+dirty" if dirty else "")
+
+
+def save_checkpoint(path: Path, state: MetaState, config: MetaTrainConfig) -> None:
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "step": int(state.step),
+        "config": config.to_json(),
+    }
+    tree = jax.tree_util.tree_map(np.asarray, serialization.to_state_dict(state))
+    data = serialization.msgpack_serialize({"header": json.dumps(header), "state": tree})
+    atomic_write(path, data)
+
+
+def load_checkpoint(path: Path, template: MetaState) -> tuple[MetaState, dict]:
+    """Restore a MetaState shaped like `template`; clear errors for other files."""
+    try:
+        contents = serialization.msgpack_restore(path.read_bytes())
+        header = json.loads(contents["header"])
+    except Exception as err:  # msgpack raises several unrelated types for bad bytes
+        raise ValueError(f"{path} is not a readable meta_train checkpoint ({err})") from err
+    if header.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a meta_train checkpoint (format {header.get('format')!r})")
+    try:
+        state = serialization.from_state_dict(template, contents["state"])
+    except (ValueError, KeyError) as err:
+        raise ValueError(f"{path} does not match this config's training state ({err})") from err
+    return state, header
+
+
+def save_meta_params(path: Path, state: MetaState, config: MetaTrainConfig, preset: str) -> None:
+    optim4rl.save_meta_params(
+        path,
+        jax.device_get(state.meta_params),
+        config.kind,
+        hyperparameters={"grad_clip": config.grad_clip, "learning_rate": config.agent_lr},
+        preset=preset,
+        meta_steps=int(state.step),
+        seed=config.seed,
+        commit=git_commit(),
+        tasks=list(config.tasks),
+        units_per_task=config.units_per_task,
+        reset_interval=config.reset_interval,
+        pipeline=config.pipeline,
+        meta_lr=config.meta_lr,
+        skipped_nonfinite=int(state.nonfinite),
+    )
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep only the metric lines of meta-steps < step (what the checkpoint has seen)."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] < step]
+    atomic_write(path, "".join(ln + "\n" for ln in keep).encode())
+
+
+def train(
+    config: MetaTrainConfig,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    preset: str = "custom",
+    progress: bool = True,
+    pipeline: Pipeline | None = None,
+    stop_after: int | None = None,
+    init_meta_params: Any = None,
+) -> MetaState:
+    """Run (or resume) meta-training in `out_dir`; returns the final MetaState.
+
+    `init_meta_params` starts from given meta-parameters (e.g. a previous run's) instead of a
+    random initialisation; units still start fresh.
+    `stop_after` ends the loop after that many meta-steps of this call (as if killed; used by tests).
+    Raises NonFiniteMetaGradient after `config.max_nonfinite` non-finite meta-gradients in a row;
+    the last checkpoint on disk is then the last good one.
+    """
+    out = Path(out_dir)
+    ckpt = out / CHECKPOINT
+    if resume:
+        if not ckpt.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
+        saved = MetaTrainConfig.from_json(json.loads((out / "config.json").read_text()))
+        if saved != config:
+            raise ValueError(f"--resume: {out}/config.json differs from the requested config")
+    elif ckpt.exists() or (out / "metrics.jsonl").exists():
+        raise FileExistsError(f"{out} already holds a run; pass --resume or choose another --out")
+    if pipeline is None:
+        mesh = make_mesh() if len(jax.devices()) > 1 else None
+        pipeline = Pipeline(config, mesh)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "config.json", json.dumps(config.to_json(), indent=2).encode())
+
+    root = jax.random.key(config.seed)
+    state = pipeline.init(jax.random.fold_in(root, 0), init_meta_params)
+    run_key = jax.random.fold_in(root, 1)
+    metrics_path = out / "metrics.jsonl"
+    if resume:
+        restored, _ = load_checkpoint(ckpt, jax.device_get(state))
+        state = pipeline.place(jax.tree_util.tree_map(jax.numpy.asarray, restored))
+        _truncate_metrics(metrics_path, int(state.step))
+    else:
+        save_checkpoint(ckpt, state, config)  # step 0: a good checkpoint exists from the start
+
+    start = int(state.step)
+    end = config.meta_steps if stop_after is None else min(config.meta_steps, start + stop_after)
+    in_a_row = 0
+    bar = tqdm(range(start, end), initial=start, total=config.meta_steps, disable=not progress)
+    with metrics_path.open("a") as log:
+        for t in bar:
+            state, m = pipeline.step(state, run_key)
+            m = jax.device_get(m)
+            record = _record(t, m, config)
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            in_a_row = 0 if record["finite"] else in_a_row + 1
+            bar.set_postfix(
+                meta_loss=f"{record['meta_loss']:.3g}",
+                ret=f"{np.mean(list(record['episode_return'].values())):.3g}",
+                skipped=int(state.nonfinite),
+            )
+            if config.max_nonfinite and in_a_row >= config.max_nonfinite:
+                raise NonFiniteMetaGradient(
+                    f"{in_a_row} non-finite meta-gradients in a row (meta-steps "
+                    f"{t - in_a_row + 1}..{t}); stopping. The last good checkpoint is {ckpt} "
+                    f"(meta-step {_checkpoint_step(ckpt)}). Try a lower meta_lr or agent_lr."
+                )
+            done = t + 1 == config.meta_steps
+            every = config.checkpoint_every
+            if record["finite"] and (done or (every and (t + 1) % every == 0)):
+                save_checkpoint(ckpt, state, config)
+                save_meta_params(out / META_PARAMS, state, config, preset)
+    bar.close()
+    return state
+
+
+def _checkpoint_step(path: Path) -> int:
+    return json.loads(serialization.msgpack_restore(path.read_bytes())["header"])["step"]
+
+
+def _record(t: int, m: dict[str, Any], config: MetaTrainConfig) -> dict:
+    per_task = lambda x: {task: float(v) for task, v in zip(config.tasks, x, strict=True)}  # noqa: E731
+    return {
+        "step": t,
+        "meta_loss": float(np.mean(m["meta_loss"])),
+        "task_meta_loss": per_task(m["meta_loss"]),
+        "episode_return": per_task(m["episode_return"]),
+        "task_grad_norm": per_task(m["task_grad_norm"]),
+        "meta_grad_norm": float(m["meta_grad_norm"]),
+        "finite": bool(m["finite"]),
+    }
