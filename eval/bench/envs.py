@@ -105,7 +105,7 @@ def main(argv: list[str]) -> int:
         help=f"comma-separated subset of {','.join(FAMILY_TASKS)}",
     )
     parser.add_argument("--tasks", default="", help="comma-separated task names (adds to families)")
-    parser.add_argument("--steps", type=int, default=500, help="steps per timed call")
+    parser.add_argument("--steps", type=int, default=200, help="steps per timed call")
     parser.add_argument("--batches", default="1,64", help="comma-separated batch sizes")
     parser.add_argument("--backends", default="spring", help="Brax backends to time")
     parser.add_argument("--repeats", type=int, default=3)

@@ -138,9 +138,7 @@ class KeyToDoor(Environment):
         on_apple = (phase == 1) & jnp.any(state.apples & here)
         on_door = (phase == 2) & jnp.all(agent == state.door)
         has_key = state.has_key | on_key
-        apples = state.apples.at[agent[0], agent[1]].set(
-            state.apples[agent[0], agent[1]] & ~on_apple
-        )
+        apples = state.apples & ~(here & on_apple)
         reward = on_apple * params.apple_reward + (on_door & has_key) * params.final_reward
         time = state.time + 1
         # the timer moves the agent to the next room
