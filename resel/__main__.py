@@ -16,7 +16,7 @@ import sys
 from resel import config as cfg_mod
 
 USAGE_EXAMPLE = (
-    'python -m resel --env Pendulum-P --preset cpu --seed 0 1 2 --out runs/pend '
+    "python -m resel --env Pendulum-P --preset cpu --seed 0 1 2 --out runs/pend "
     '--optim policy.context_encoder="adamw(learning_rate=1e-5, weight_decay=0.0)"'
 )
 
@@ -37,6 +37,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--gamma", type=float)
     p.add_argument("--warmup", type=int, help="uniform-random steps before learning")
     p.add_argument("--eval-every", type=int)
+    p.add_argument("--env-steps-per-update", type=int, help="1: one update per env step")
     p.add_argument("--reward-input", choices=["yes", "no"], help="last reward as an input")
     p.add_argument("--lr-ce", type=float, help="AdamW lr of both context encoders")
     p.add_argument("--lr-policy", type=float, help="AdamW lr of the rest of the policy")
@@ -69,7 +70,8 @@ def config_from_args(args: argparse.Namespace) -> cfg_mod.Config:
     net_kw: dict = {}
     for name, field in [("steps", "total_steps"), ("batch_size", "batch_size"),
                         ("gamma", "gamma"), ("warmup", "warmup_steps"),
-                        ("eval_every", "eval_every")]:  # fmt: skip
+                        ("eval_every", "eval_every"),
+                        ("env_steps_per_update", "env_steps_per_update")]:  # fmt: skip
         if getattr(args, name) is not None:
             kw[field] = getattr(args, name)
     if args.reward_input:

@@ -141,6 +141,7 @@ def cpu(env_name: str = "", **overrides: Any) -> Config:
         net=CPU_NET,
         total_steps=50_000,
         warmup_steps=2_000,
+        env_steps_per_update=2,  # half the paper's update rate: 2 cores cannot afford 1:1
         batch_size=400,
         max_trajs_per_batch=16,
         checkpoint_every=5_000,

@@ -82,8 +82,8 @@ MODULE_METRICS = ("pre_encoder", "context_encoder", "obs_encoder", "action_encod
 def grad_norms(grads: Any, prefix: str) -> dict[str, jax.Array]:
     """Global L2 norm of the gradient of each top-level module, and of everything."""
     tree = grads["params"]
-    out = {f"{prefix}/grad_norm/{k}": optax.global_norm(v) for k, v in tree.items()}
-    out[f"{prefix}/grad_norm/total"] = optax.global_norm(tree)
+    out = {f"{prefix}/grad_norm/{k}": optax.tree.norm(v) for k, v in tree.items()}
+    out[f"{prefix}/grad_norm/total"] = optax.tree.norm(tree)
     return out
 
 
@@ -447,7 +447,9 @@ _TRAINERS: dict[tuple[Config, str], Trainer] = {}
 
 def _trainer(config: Config, env_name: str, env: Any, env_params: Any) -> Trainer:
     """make_train, reusing the compiled functions of a (config, task) already built here."""
-    key = (config, env_name)
+    # total_steps only sizes the default replay ring, so runs of any length can share a trainer
+    key = (config if config.buffer_size is None else dataclasses.replace(config, total_steps=0),
+           env_name)  # fmt: skip
     if key not in _TRAINERS or _TRAINERS[key].env is not env:
         _TRAINERS[key] = make_train(config, env, env_params)
     return _TRAINERS[key]
@@ -497,7 +499,7 @@ def run(
         _atomic_write(out / "config.json", json.dumps(meta, indent=1).encode())
         log = MetricsLog(out / "metrics.jsonl", start_step if resume else None)
     rows: list[dict] = list(log.rows) if out else []
-    eval_key = jax.random.PRNGKey(10_000 + seeds[0])
+    eval_base = jax.random.PRNGKey(10_000 + seeds[0])  # eval episodes depend on the step only
     bar = tqdm(
         total=c.total_steps, initial=start_step, disable=not progress, unit="step",
         desc=f"RESeL {env_name} {c.net.encoder}",
@@ -529,7 +531,7 @@ def run(
             raise TrainingDiverged(msg)
         state = new_state
         step = int(np.asarray(state.step)[0])
-        eval_key, k = jax.random.split(eval_key)
+        k = jax.random.fold_in(eval_base, step)
         returns = np.asarray(trainer.evaluate(state, jax.random.split(k, len(seeds))))
         for i, seed in enumerate(seeds):
             row = {"step": step, "seed": seed, "eval_return": float(returns[i])}
