@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 import jax
 from tqdm import tqdm
@@ -136,7 +137,10 @@ def main(argv: list[str]) -> int:
     key = jax.random.key(0)
     for family, task, backend, batch in tqdm(jobs, desc="bench envs", file=sys.stderr):
         run = task_runner(task, batch, args.steps, backend)
-        seconds = time_fn(lambda run=run: run(key), repeats=args.repeats)
+        start = time.perf_counter()
+        jax.block_until_ready(run(key))  # compile + first call
+        first_s = time.perf_counter() - start
+        seconds = time_fn(lambda run=run: run(key), repeats=args.repeats, warmup=0)
         base = baseline_runner(task, batch, args.steps, backend)
         base_s = time_fn(lambda b=base: b(key), repeats=args.repeats) if base else None
         rows.append(
@@ -146,11 +150,12 @@ def main(argv: list[str]) -> int:
                 backend=backend or "-",
                 batch=batch,
                 steps_per_s=args.steps * batch / seconds,
+                first_call_s=first_s,
                 baseline_steps_per_s=args.steps * batch / base_s if base_s else None,
             )
         )
-    print("| family | task | backend | batch | steps/s | library steps/s | ratio |")
-    print("|---|---|---|---:|---:|---:|---:|")
+    print("| family | task | backend | batch | steps/s | library steps/s | ratio | compile s |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
         base = r["baseline_steps_per_s"]
         ratio = f"{r['steps_per_s'] / base:.2f}" if base else "-"
