@@ -22,10 +22,14 @@ from tqdm.auto import tqdm
 
 import optim4rl
 from meta_train.a2c import A2CConfig, make_train_fn
-from meta_train.baselines import EVAL_PRESETS, EvalConfig, final_return, hand_optimizer
+from meta_train.baselines import (
+    EVAL_PRESETS,
+    LR_GRID,
+    EvalConfig,
+    final_return,
+    hand_optimizer,
+)
 from meta_train.run import META_PARAMS, atomic_write
-
-DEFAULT_ADAM_LR = 3e-3
 
 
 def load(checkpoint: str) -> tuple[dict, dict]:
@@ -61,18 +65,26 @@ def adam_curves(task, lrs, ec: EvalConfig, seed=0) -> np.ndarray:
 def evaluate(
     meta_params, kind: str, lr: float, ec: EvalConfig, adam_lrs: dict, progress: bool = True
 ) -> dict:
-    """{task: {method: curve (num_updates,) mean over seeds, score, per-seed scores}}."""
+    """{task: {method: curve (num_updates,) mean over seeds, score, per-seed scores}}.
+
+    Adam's lr per task comes from `adam_lrs`, or, for tasks not in it, is the best of LR_GRID on
+    these same seeds (which favours Adam, the opponent).
+    """
     init = optim4rl.init_meta_params(jax.random.key(0), kind)
     stacked = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), meta_params, init)
-    results = {}
+    results, tuned_lrs = {}, {}
     for task in tqdm(ec.tasks, desc="evaluate", disable=not progress):
         learned = learned_curves(task, stacked, kind, lr, ec)
-        hand = adam_curves(task, [adam_lrs.get(task, DEFAULT_ADAM_LR), 0.0], ec)
+        # tuned lr from a baselines file, or tuned here over the grid on these seeds
+        grid = [adam_lrs[task]] if task in adam_lrs else list(LR_GRID)
+        hand = adam_curves(task, [*grid, 0.0], ec)
+        best = int(np.argmax(final_return(hand[:-1], ec.final_fraction).mean(-1)))
+        tuned_lrs[task] = grid[best]
         curves = {
             "learned": learned[0],
             "learned_init": learned[1],
-            "adam": hand[0],
-            "random": hand[1],
+            "adam": hand[best],
+            "random": hand[-1],
         }
         results[task] = {
             name: {
@@ -82,6 +94,7 @@ def evaluate(
             }
             for name, c in curves.items()
         }
+        results[task]["adam"]["lr"] = tuned_lrs[task]
     return results
 
 
@@ -164,9 +177,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--updates", type=int)
     p.add_argument("--lr", type=float, help="learning rate of the learned optimizer")
     p.add_argument("--baselines", help="baselines.json from `python -m meta_train baselines`")
-    p.add_argument(
-        "--adam-lr", type=float, help=f"Adam lr on every task (default {DEFAULT_ADAM_LR})"
-    )
+    p.add_argument("--adam-lr", type=float, help="Adam lr on every task (default: tuned here)")
     p.add_argument("--out", default="runs/evaluate")
     args = p.parse_args(argv)
     ec = EVAL_PRESETS[args.preset]
@@ -187,8 +198,6 @@ def main(argv: list[str]) -> int:
         adam_lrs = {task: r["adam"]["lr"] for task, r in tuned.items()}
     elif args.adam_lr:
         adam_lrs = dict.fromkeys(ec.tasks, args.adam_lr)
-    else:
-        print(f"note: no --baselines given; Adam uses lr {DEFAULT_ADAM_LR} on every task")
     lr = args.lr or header.get("hyperparameters", {}).get("learning_rate", 1e-3)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

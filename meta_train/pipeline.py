@@ -198,7 +198,7 @@ class Pipeline:
             (loss, units), grad = jax.value_and_grad(self.task_loss, has_aux=True)(
                 state.meta_params, units, agent, k_loss
             )
-            norm = optax.global_norm(grad)
+            norm = optax.tree.norm(grad)
             if self.config.task_grad_norm is not None:
                 scale = self.config.task_grad_norm / jnp.maximum(norm, 1e-12)
                 grad = jax.tree_util.tree_map(lambda g, s=scale: g * s, grad)
@@ -234,5 +234,5 @@ class Pipeline:
             units=keep(units, state.units),
             nonfinite=state.nonfinite + (~finite).astype(jnp.int32),
         )
-        metrics = {**metrics, "finite": finite, "meta_grad_norm": optax.global_norm(grad)}
+        metrics = {**metrics, "finite": finite, "meta_grad_norm": optax.tree.norm(grad)}
         return new_state, metrics

@@ -1,0 +1,86 @@
+"""`python -m eval bench meta-train [--preset cpu] [--tasks ...] [--units N]`.
+
+Prints meta-iterations per second and agent env-steps per second of pipeline training, and the
+ratio of one meta-iteration to plain A2C training of the same units with Adam (the same K updates
+and the extra rollout + loss, no meta-gradient), both measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+import jax
+import optax
+
+from eval.bench.timing import time_fn
+from meta_train.a2c import Agent, TrainState
+from meta_train.config import PRESETS
+from meta_train.pipeline import Pipeline, agent_config
+
+
+def plain_a2c(config, units) -> callable:
+    """Jitted: for every unit of every task, K Adam updates then one rollout and its loss."""
+    agents = [Agent(agent_config(config, t)) for t in config.tasks]
+    adam = optax.adam(config.agent_lr)
+
+    def run(units, key):
+        out = []
+        for i, (agent, unit) in enumerate(zip(agents, units, strict=True)):
+
+            def one(unit, key, agent=agent):
+                def inner(state: TrainState, key):
+                    traj, env = agent.rollout(state.params, state.env, key)
+                    grads, _ = jax.grad(agent.loss, has_aux=True)(state.params, traj, env.obs)
+                    updates, opt_state = adam.update(grads, state.opt_state, state.params)
+                    return TrainState(
+                        optax.apply_updates(state.params, updates), opt_state, env
+                    ), None
+
+                keys = jax.random.split(key, config.inner_steps + 1)
+                state = TrainState(unit.params, adam.init(unit.params), unit.env)
+                state, _ = jax.lax.scan(inner, state, keys[:-1])
+                traj, env = agent.rollout(state.params, state.env, keys[-1])
+                return agent.loss(state.params, traj, env.obs)[0]
+
+            keys = jax.random.split(jax.random.fold_in(key, i), config.units_per_task)
+            out.append(jax.vmap(one)(unit, keys).mean())
+        return sum(out)
+
+    return jax.jit(run)
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval bench meta-train")
+    p.add_argument("--preset", default="cpu", choices=list(PRESETS))
+    p.add_argument("--tasks", help="comma-separated subset of tasks")
+    p.add_argument("--units", type=int)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args(argv)
+    config = PRESETS[args.preset]
+    if args.tasks:
+        config = replace(config, tasks=tuple(args.tasks.split(",")))
+    if args.units:
+        config = replace(config, units_per_task=args.units)
+
+    pipeline = Pipeline(config)
+    state = pipeline.init()
+    key = jax.random.key(1)
+    meta_s = time_fn(lambda: pipeline.step(state, key), repeats=args.repeats)
+    plain = plain_a2c(config, state.units)
+    plain_s = time_fn(lambda: plain(state.units, key), repeats=args.repeats)
+
+    steps = (
+        len(config.tasks) * config.units_per_task * (config.inner_steps + 1) * config.rollout_len
+    )
+    print(
+        f"preset {args.preset}: {len(config.tasks)} tasks x {config.units_per_task} units, "
+        f"K={config.inner_steps}, rollout {config.rollout_len}, device {jax.devices()[0].platform}"
+    )
+    print(
+        f"meta-iteration        {meta_s * 1e3:10.1f} ms   {1 / meta_s:8.3f} meta-it/s   "
+        f"{steps / meta_s:10.0f} env-steps/s"
+    )
+    print(f"plain A2C with Adam   {plain_s * 1e3:10.1f} ms   (same units, K updates + 1 rollout)")
+    print(f"ratio meta-iteration / plain A2C: {meta_s / plain_s:.2f}x")
+    return 0

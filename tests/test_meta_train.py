@@ -1,0 +1,190 @@
+"""A2C agent, pipeline meta-training, the run folder (checkpoints, resume, NaN guard), the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import optim4rl
+from meta_train.__main__ import main as cli
+from meta_train.a2c import A2CConfig, Agent, make_train
+from meta_train.config import MetaTrainConfig, preset
+from meta_train.pipeline import Pipeline, reset_indices
+from meta_train.run import CHECKPOINT, META_PARAMS, NonFiniteMetaGradient, load_checkpoint, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_reset_schedule_covers_every_age():
+    r = reset_indices(8, 72)
+    assert r.tolist() == [0, 10, 20, 30, 40, 50, 60, 71]
+    # simulate: every unit resets exactly once per interval, at its own offset
+    resets = np.array([[t % 72 == rj for rj in r] for t in range(144)])
+    assert resets.sum(0).tolist() == [2] * 8
+    assert reset_indices(8, 72, pipeline=False).tolist() == [0] * 8
+
+
+def test_a2c_loss_matches_sequential_reference():
+    agent = Agent(A2CConfig(task="small_dense_short", num_envs=3, rollout_len=7, reward_scale=2.0))
+    params = agent.init_params(jax.random.key(0))
+    traj, carry = agent.rollout(params, agent.init_env(jax.random.key(1)), jax.random.key(2))
+    # make the reference exercise rewards and episode ends
+    rng = np.random.default_rng(0)
+    traj = traj._replace(
+        reward=jnp.asarray(rng.choice([-1.0, 0.0, 1.0], size=(7, 3)), jnp.float32),
+        done=jnp.asarray(rng.random((7, 3)) < 0.2),
+    )
+    loss, aux = agent.loss(params, traj, carry.obs)
+
+    logits, values = agent.net.apply(params, np.concatenate([traj.obs, carry.obs[None]]))
+    logits, values = np.asarray(logits, np.float64), np.asarray(values, np.float64)
+    c, rew, done = agent.config, np.asarray(traj.reward) * 2.0, np.asarray(traj.done)
+    g = np.zeros((7, 3))
+    nxt = values[7]
+    for t in reversed(range(7)):
+        k = 1.0 - done[t]
+        nxt = rew[t] + c.gamma * k * ((1 - c.lam) * values[t + 1] + c.lam * nxt)
+        g[t] = nxt
+    logp = logits[:7] - np.log(np.exp(logits[:7]).sum(-1, keepdims=True))
+    act = np.asarray(traj.action)
+    chosen = np.take_along_axis(logp, act[..., None], -1)[..., 0]
+    ent = -(np.exp(logp) * logp).sum(-1).mean()
+    adv = g - values[:7]
+    ref = -(chosen * adv).mean() + 0.5 * (adv**2).mean() - 0.01 * ent
+    np.testing.assert_allclose(float(loss), ref, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(float(aux["entropy"]), ent, rtol=1e-5)
+
+
+def test_a2c_with_adam_learns_catch():
+    train = make_train(A2CConfig(task="catch", num_updates=1000), optax.adam(3e-3))
+    _, m = jax.vmap(train)(jax.random.split(jax.random.key(0), 4))
+    ret = np.asarray(m["episode_return"])
+    # a random policy catches 1 ball in 5: return about -0.6
+    assert ret[:, :50].mean() < -0.2 and ret[:, -100:].mean() > 0.2
+
+
+# ---- pipeline training ---------------------------------------------------------------------
+
+CONFIG = preset(
+    "smoke", tasks=("small_dense_short",), units_per_task=2, meta_steps=3, max_nonfinite=2
+)
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return Pipeline(CONFIG)  # compiled once, shared by the run tests
+
+
+def _meta(path):
+    return optim4rl.load_meta_params(path)
+
+
+def test_run_resume_is_identical(pipeline, tmp_path):
+    full = train(CONFIG, tmp_path / "full", pipeline=pipeline, progress=False)
+    part = tmp_path / "part"
+    train(CONFIG, part, pipeline=pipeline, progress=False, stop_after=2)
+    assert len((part / "metrics.jsonl").read_text().splitlines()) == 2
+    resumed = train(CONFIG, part, resume=True, pipeline=pipeline, progress=False)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(full), jax.tree_util.tree_leaves(resumed), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert (part / "metrics.jsonl").read_text() == (tmp_path / "full" / "metrics.jsonl").read_text()
+
+    meta, header = _meta(part / META_PARAMS)
+    prov = header["provenance"]
+    assert prov["meta_steps"] == 3 and prov["seed"] == 0 and prov["commit"]
+    init = pipeline.init(jax.random.fold_in(jax.random.key(0), 0)).meta_params
+    delta = np.concatenate(
+        [
+            np.ravel(np.asarray(a) - np.asarray(b))
+            for a, b in zip(
+                jax.tree_util.tree_leaves(meta), jax.tree_util.tree_leaves(init), strict=True
+            )
+        ]
+    )
+    # Adam moves each coordinate by at most about meta_lr per step
+    assert 0 < np.abs(delta).max() <= 3 * CONFIG.meta_lr * 1.01
+    records = [json.loads(x) for x in (part / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 1, 2] and all(r["finite"] for r in records)
+
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(CONFIG, part, pipeline=pipeline, progress=False)
+
+
+def test_nonfinite_meta_gradients_stop_the_run(pipeline, tmp_path):
+    init = optim4rl.init_meta_params(jax.random.key(0), "optim4rl")
+    huge = jax.tree_util.tree_map(lambda x: x * 1e6, init)  # exp(o) overflows: inf / inf
+    with pytest.raises(NonFiniteMetaGradient, match="2 non-finite meta-gradients in a row"):
+        train(CONFIG, tmp_path, pipeline=pipeline, progress=False, init_meta_params=huge)
+    records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["finite"] for r in records] == [False, False]
+    template = jax.device_get(pipeline.init())
+    state, header = load_checkpoint(tmp_path / CHECKPOINT, template)
+    assert header["step"] == 0 and int(state.nonfinite) == 0
+    for leaf in jax.tree_util.tree_leaves(state):
+        assert np.all(np.isfinite(np.asarray(leaf, np.float64)))
+
+
+def test_cli_rejects_bad_options_before_compute(tmp_path, capsys):
+    assert cli(["--preset", "smoke", "--tasks", "small_dense_shrt", "--out", str(tmp_path)]) == 2
+    assert "unknown task 'small_dense_shrt'" in capsys.readouterr().err
+    assert cli(["--preset", "smoke", "--reset-interval", "-1", "--out", str(tmp_path)]) == 2
+    assert "reset_interval must be a positive integer" in capsys.readouterr().err
+    assert cli(["--preset", "smoke", "--resume", "--out", str(tmp_path / "none")]) == 1
+    assert "no checkpoint" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="unknown config keys"):
+        MetaTrainConfig.from_json({"unit_per_task": 3})
+
+
+SHARDED = textwrap.dedent(
+    """
+    import jax, numpy as np
+    from meta_train.config import preset
+    from meta_train.pipeline import Pipeline, make_mesh
+    from meta_train.__main__ import parse_train
+    assert len(jax.devices()) == 4
+    try:
+        parse_train(["--preset", "smoke", "--units", "6"])
+        raise SystemExit("expected an error for 6 units on 4 devices")
+    except ValueError as err:
+        assert "divisible" in str(err), err
+    cfg = preset("smoke", tasks=("catch",), units_per_task=4, rollout_len=5, inner_steps=2)
+    key = jax.random.key(3)
+    out = {}
+    for name, mesh in (("one", None), ("four", make_mesh())):
+        p = Pipeline(cfg, mesh)
+        state = p.init(jax.random.key(0))
+        grad, units, _ = jax.jit(p.meta_gradient)(state, key)
+        out[name] = (jax.device_get(grad), jax.device_get(units))
+        if mesh is not None:
+            leaf = jax.tree_util.tree_leaves(units)[0]
+            assert len(leaf.sharding.device_set) == 4, leaf.sharding
+    g1, g4 = (jax.tree_util.tree_leaves(out[k][0]) for k in ("one", "four"))
+    assert max(float(np.abs(a).max()) for a in g1) > 0
+    for a, b in zip(g1, g4, strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-7)
+    for a, b in zip(*(jax.tree_util.tree_leaves(out[k][1]) for k in ("one", "four")), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
+    print("SHARDED_OK")
+    """
+)
+
+
+def test_sharded_meta_gradient_equals_single_device():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    proc = subprocess.run(
+        [sys.executable, "-c", SHARDED], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "SHARDED_OK" in proc.stdout, proc.stderr[-3000:]
