@@ -46,7 +46,10 @@ def demo(steps: int, learning_rate: float) -> None:
     names = optim4rl.pretrained_names()
     if "gridworld" in names:
         meta_params, header = optim4rl.pretrained("gridworld")
-        source = f"pretrained 'gridworld' ({header['provenance']})"
+        prov = header["provenance"]
+        source = (
+            f"pretrained 'gridworld' ({prov.get('meta_steps')} meta-steps, {header['created']})"
+        )
     else:
         meta_params = optim4rl.init_meta_params(jax.random.key(0))
         source = "random initialisation (close to sign descent; no pretrained file shipped)"
@@ -74,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for name in optim4rl.pretrained_names():
             _, header = optim4rl.pretrained(name)
-            print(f"{name}: kind={header['kind']} provenance={header['provenance']}")
+            print(f"{name}: kind={header['kind']} created={header['created']}")
+            for key, value in header["provenance"].items():
+                print(f"  {key}: {value}")
     return 0
 
 
