@@ -36,7 +36,7 @@ class Algorithm(Protocol):
         overrides: dict[str, Any],
         budget: int,
         num_evals: int | None,
-        optimizer: optax.GradientTransformation,
+        optimizer: Any,  # what build_optimizer returned
         seeds: Sequence[int],
         on_eval: OnEval,
         desc: str,
