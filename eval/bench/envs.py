@@ -162,7 +162,7 @@ def main(argv: list[str]) -> int:
         base_txt = f"{base:,.0f}" if base else "-"
         print(
             f"| {r['family']} | {r['task']} | {r['backend']} | {r['batch']} | "
-            f"{r['steps_per_s']:,.0f} | {base_txt} | {ratio} |"
+            f"{r['steps_per_s']:,.0f} | {base_txt} | {ratio} | {r['first_call_s']:.1f} |"
         )
     if len(backends) > 1:
         print("\nBrax backends, steps/s relative to the first backend in the same run:")

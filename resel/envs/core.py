@@ -86,12 +86,11 @@ class Environment(Generic[State, Params]):
         timeout = state_st.time >= params.max_steps_in_episode
         truncated = jnp.logical_and(timeout, jnp.logical_not(terminated))
         done = jnp.logical_or(terminated, truncated)
-        # unbatched, cond skips the reset unless needed; under vmap it becomes a select of both
-        obs, state = jax.lax.cond(
-            done,
-            lambda: self.reset_env(key_reset, params),
-            lambda: (obs_st, state_st),
-        )
+        # a select, not lax.cond: measured no faster for Brax at batch 1 (the cond copies the
+        # whole physics state) and identical under vmap, where cond computes both branches anyway
+        obs_re, state_re = self.reset_env(key_reset, params)
+        state = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), state_re, state_st)
+        obs = jax.lax.select(done, obs_re, obs_st)
         info = {**info, "terminated": terminated, "truncated": truncated, "final_obs": obs_st}
         return obs, state, jnp.asarray(reward, jnp.float32), done, info
 
