@@ -133,6 +133,8 @@ def main(argv: list[str]) -> int:
         f"jax backend: {jax.default_backend()}, devices: {len(jax.devices())}, "
         f"{args.steps} steps per call, median of {args.repeats}"
     )
+    print("| family | task | backend | batch | steps/s | library steps/s | ratio | compile s |")
+    print("|---|---|---|---:|---:|---:|---:|---:|", flush=True)
     rows = []
     key = jax.random.key(0)
     for family, task, backend, batch in tqdm(jobs, desc="bench envs", file=sys.stderr):
@@ -143,27 +145,24 @@ def main(argv: list[str]) -> int:
         seconds = time_fn(lambda run=run: run(key), repeats=args.repeats, warmup=0)
         base = baseline_runner(task, batch, args.steps, backend)
         base_s = time_fn(lambda b=base: b(key), repeats=args.repeats) if base else None
-        rows.append(
-            dict(
-                family=family,
-                task=task,
-                backend=backend or "-",
-                batch=batch,
-                steps_per_s=args.steps * batch / seconds,
-                first_call_s=first_s,
-                baseline_steps_per_s=args.steps * batch / base_s if base_s else None,
-            )
+        row = dict(
+            family=family,
+            task=task,
+            backend=backend or "-",
+            batch=batch,
+            steps_per_s=args.steps * batch / seconds,
+            baseline_steps_per_s=args.steps * batch / base_s if base_s else None,
+            first_call_s=first_s,
         )
-    print("| family | task | backend | batch | steps/s | library steps/s | ratio | compile s |")
-    print("|---|---|---|---:|---:|---:|---:|---:|")
-    for r in rows:
-        base = r["baseline_steps_per_s"]
-        ratio = f"{r['steps_per_s'] / base:.2f}" if base else "-"
-        base_txt = f"{base:,.0f}" if base else "-"
-        print(
-            f"| {r['family']} | {r['task']} | {r['backend']} | {r['batch']} | "
-            f"{r['steps_per_s']:,.0f} | {base_txt} | {ratio} | {r['first_call_s']:.1f} |"
+        rows.append(row)
+        ratio = f"{base_s / seconds:.2f}" if base_s else "-"
+        base_txt = f"{row['baseline_steps_per_s']:,.0f}" if base_s else "-"
+        line = (
+            f"| {family} | {task} | {row['backend']} | {batch} | {row['steps_per_s']:,.0f} | "
+            f"{base_txt} | {ratio} | {first_s:.1f} |"
         )
+        tqdm.write(line, file=sys.stdout)
+        sys.stdout.flush()
     if len(backends) > 1:
         print("\nBrax backends, steps/s relative to the first backend in the same run:")
         for task, batch in dict.fromkeys(
