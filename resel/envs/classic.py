@@ -64,8 +64,8 @@ class GymnaxTask(Environment):
         return obs, state, jnp.asarray(reward, jnp.float32), jnp.asarray(terminated, bool), {}
 
     def observation_space(self, params=None) -> Box:
-        params = self._params if params is None else params
-        space = self.gymnax_env.observation_space(params)
+        # spaces are static descriptions: built from the default params, so they work under jit
+        space = self.gymnax_env.observation_space(self._params)
         return Box.make(np.asarray(space.low), np.asarray(space.high), tuple(space.shape))
 
     def action_space(self, params=None):
@@ -86,7 +86,6 @@ class MemoryChainTask(GymnaxTask):
     """gymnax MemoryChain with its observation bounds stated exactly."""
 
     def observation_space(self, params=None) -> Box:
-        params = self._params if params is None else params
         bits = self.gymnax_env.num_bits
         low = np.concatenate([[-1.0, 0.0], -np.ones(bits)])  # float error near 0
         high = np.concatenate([[1.0, max(bits - 1, 0)], np.ones(bits)])

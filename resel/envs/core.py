@@ -58,9 +58,11 @@ class Environment(Generic[State, Params]):
         raise NotImplementedError
 
     def observation_space(self, params: Params | None = None) -> Box:
+        """Static description (numpy bounds); never depends on traced params values."""
         raise NotImplementedError
 
     def action_space(self, params: Params | None = None) -> Box | Discrete:
+        """Static description (numpy bounds); never depends on traced params values."""
         raise NotImplementedError
 
     def episode_length(self, params: Params | None = None) -> int:
