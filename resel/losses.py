@@ -8,6 +8,7 @@ With Q'_e the target ensemble, pi the online policy and m the transition mask:
     L_pi = sum_t m_t (alpha logp_t - mean_e Q_e(o_t, a_t ~ pi)) / sum_t m_t    (critic embedding detached)
     L_alpha = -log_alpha * sum_t m_t (logp_t + target_entropy) / sum_t m_t
 
+Discrete actions: expectations over pi(.|history) replace the sampled action (alpha is fixed).
 Time-outs are not ends: only `terminated` stops bootstrapping. The next step t+1 of a transition is
 the next position of the same row (the buffer stores each trajectory's final observation after it).
 """
@@ -49,11 +50,17 @@ def td_targets(
     k_pi, k_heads = jax.random.split(key)
     seq = batch.seq
     mean, log_std = policy.apply(policy_params, seq)
-    a_pi, logp = tanh_gaussian_sample(k_pi, mean, log_std)
     t_emb = critic.apply(target_params, seq, method=critic.embed)
-    q_t = critic.apply(target_params, seq.obs, a_pi, t_emb, method=critic.q)  # (B, T, E)
-    heads = jax.random.choice(k_heads, q_t.shape[-1], (2,), replace=False)
-    v = jnp.min(q_t[..., heads], axis=-1) - jnp.exp(log_alpha) * logp
+    heads = jax.random.choice(k_heads, critic.cfg.n_critics, (2,), replace=False)
+    if policy.discrete:  # exact expectation over the actions: sum_a pi(a) (min Q'(a) - alpha logpi)
+        logpi = jax.nn.log_softmax(mean)
+        q_t = critic.apply(target_params, seq.obs, t_emb, method=critic.q_all)  # (B, T, E, A)
+        soft = jnp.min(q_t[..., heads, :], axis=-2) - jnp.exp(log_alpha) * logpi
+        v = jnp.sum(jnp.exp(logpi) * soft, axis=-1)
+    else:
+        a_pi, logp = tanh_gaussian_sample(k_pi, mean, log_std)
+        q_t = critic.apply(target_params, seq.obs, a_pi, t_emb, method=critic.q)  # (B, T, E)
+        v = jnp.min(q_t[..., heads], axis=-1) - jnp.exp(log_alpha) * logp
     return jax.lax.stop_gradient(batch.rew + gamma * (1.0 - batch.term) * _next(v))
 
 
@@ -101,6 +108,16 @@ def policy_loss(
     """SAC policy loss with the mean over the ensemble; aux: entropy estimate and log-probs."""
     seq = batch.seq
     mean, log_std = policy.apply(policy_params, seq)
+    if policy.discrete:  # sum_a pi(a) (alpha logpi(a) - mean_e Q_e(a)); logp = E[logpi]
+        logpi = jax.nn.log_softmax(mean)
+        q = critic.apply(critic_params, seq.obs, critic_embedding, method=critic.q_all)
+        per_a = jnp.exp(log_alpha) * logpi - jnp.mean(q, axis=-2)
+        loss = masked_mean(jnp.sum(jnp.exp(logpi) * per_a, axis=-1), batch.mask)
+        logp = jnp.sum(jnp.exp(logpi) * logpi, axis=-1)
+        return loss, {
+            "logp": jax.lax.stop_gradient(logp),
+            "entropy": -masked_mean(logp, batch.mask),
+        }
     a, logp = tanh_gaussian_sample(key, mean, log_std)
     q = critic.apply(critic_params, seq.obs, a, critic_embedding, method=critic.q)
     loss = masked_mean(jnp.exp(log_alpha) * logp - jnp.mean(q, axis=-1), batch.mask)

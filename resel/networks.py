@@ -407,20 +407,25 @@ class Policy(_Embedder):
     """
 
     action_dim: int = 1
+    discrete: bool = False  # categorical over action_dim actions: outputs (logits, zeros)
 
     def setup(self):
         super().setup()
         c = self.cfg
         self.obs_encoder = nn.Dense(c.obs_embed, name="obs_encoder")
-        self.head = MLPHead(c.hidden, c.n_hidden, 2 * self.action_dim)
+        out = self.action_dim if self.discrete else 2 * self.action_dim
+        self.head = MLPHead(c.hidden, c.n_hidden, out)
 
     def _head(self, obs, emb):
         x = jnp.concatenate([self.obs_encoder(obs), emb], axis=-1)
+        if self.discrete:
+            logits = self.head(x)
+            return logits, jnp.zeros_like(logits)
         mean, log_std = jnp.split(self.head(x), 2, axis=-1)
         return mean, jnp.clip(log_std, self.cfg.log_std_min, self.cfg.log_std_max)
 
     def __call__(self, seq: Seq) -> tuple[jax.Array, jax.Array]:
-        """(mean, log_std), each (batch, T, action_dim)."""
+        """(mean, log_std), each (batch, T, action_dim); (logits, zeros) when discrete."""
         return self._head(seq.obs, self.embed(seq))
 
     def step(self, inp: Seq, carry) -> tuple[tuple[jax.Array, jax.Array], Any]:
@@ -434,18 +439,29 @@ class Critic(_Embedder):
     """
 
     action_dim: int = 1
+    discrete: bool = False  # one output per action (no action encoder); actions come one-hot
 
     def setup(self):
         super().setup()
         c = self.cfg
         self.obs_encoder = nn.Dense(c.obs_embed, name="obs_encoder")
-        self.action_encoder = nn.Dense(c.act_embed, name="action_encoder")
-        self.head = MLPHead(c.hidden, c.n_hidden, 1, n=c.n_critics)
+        if self.discrete:
+            self.head = MLPHead(c.hidden, c.n_hidden, self.action_dim, n=c.n_critics)
+        else:
+            self.action_encoder = nn.Dense(c.act_embed, name="action_encoder")
+            self.head = MLPHead(c.hidden, c.n_hidden, 1, n=c.n_critics)
 
     def q(self, obs: jax.Array, action: jax.Array, emb: jax.Array) -> jax.Array:
         """Q-values (batch, T, n_critics) from obs, action and a (possibly detached) embedding."""
+        if self.discrete:
+            return jnp.einsum("...ea,...a->...e", self.q_all(obs, emb), action)
         x = jnp.concatenate([self.obs_encoder(obs), self.action_encoder(action), emb], axis=-1)
         return self.head(x)[..., 0]
+
+    def q_all(self, obs: jax.Array, emb: jax.Array) -> jax.Array:
+        """Discrete actions: Q-values of every action, (batch, T, n_critics, action_dim)."""
+        x = jnp.concatenate([self.obs_encoder(obs), emb], axis=-1)
+        return self.head(x)
 
     def __call__(self, seq: Seq, action: jax.Array) -> jax.Array:
         return self.q(seq.obs, action, self.embed(seq))

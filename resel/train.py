@@ -131,18 +131,17 @@ def buffer_capacity(config: Config, episode_len: int) -> int:
 def make_train(config: Config, env: Any, env_params: Any) -> Trainer:
     """Build RESeL's jitted training functions for `env` (a resel.envs / gymnax-style task)."""
     space = env.action_space(env_params)
-    if getattr(space, "discrete", False) or not hasattr(space, "low"):
-        raise NotImplementedError(
-            "resel.train supports continuous (Box) actions; discrete tasks need the categorical "
-            "head, which is not implemented yet"
-        )
-    act_dim = int(np.prod(space.shape))
+    discrete = bool(getattr(space, "discrete", False))
+    if not discrete and not hasattr(space, "low"):
+        raise ValueError(f"unsupported action space {space!r}: need a Box or a Discrete space")
+    act_dim = int(space.n) if discrete else int(np.prod(space.shape))
     obs_dim = int(np.prod(env.observation_space(env_params).shape))
-    low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
+    if not discrete:
+        low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
     ep_len = int(env.episode_length(env_params))
     c = config
-    policy = Policy(c.net, c.use_reward, act_dim)
-    critic = Critic(c.net, c.use_reward, act_dim)
+    policy = Policy(c.net, c.use_reward, act_dim, discrete)
+    critic = Critic(c.net, c.use_reward, act_dim, discrete)
     layout = rb.make_layout(
         c.batch_size, ep_len, packed=c.packed, k_zero=c.zero_steps,
         max_trajs_per_batch=c.max_trajs_per_batch, rows=c.batch_rows,
@@ -158,8 +157,15 @@ def make_train(config: Config, env: Any, env_params: Any) -> Trainer:
     unit = c.policy_every * c.env_steps_per_update
     chunk_units = c.eval_every // unit
 
-    def scale(a):  # [-1, 1] -> the action space
+    def scale(a):  # [-1, 1] -> the action space; one-hot -> the action's index
+        if discrete:
+            return jnp.argmax(a, axis=-1)
         return low + (a + 1.0) * 0.5 * (high - low)
+
+    def choose(key, mean, log_std):  # a sampled action as the networks see it (one-hot if discrete)
+        if discrete:
+            return jax.nn.one_hot(jax.random.categorical(key, mean), act_dim)
+        return tanh_gaussian_sample(key, mean, log_std)[0]
 
     def init(key) -> TrainState:
         k_pi, k_q, k_env, key = jax.random.split(key, 4)
@@ -194,14 +200,16 @@ def make_train(config: Config, env: Any, env_params: Any) -> Trainer:
         k_act, k_env = jax.random.split(key)
         a_st = state.actor
         if random:
-            a = jax.random.uniform(k_act, (act_dim,), minval=-1.0, maxval=1.0)
+            if discrete:
+                a = jax.nn.one_hot(jax.random.randint(k_act, (), 0, act_dim), act_dim)
+            else:
+                a = jax.random.uniform(k_act, (act_dim,), minval=-1.0, maxval=1.0)
             carry = a_st.carry
         else:
             (mean, log_std), carry = policy.apply(
                 state.agent.policy, _inputs(a_st), a_st.carry, method=policy.step
             )
-            a, _ = tanh_gaussian_sample(k_act, mean, log_std)
-            a = a[0]
+            a = choose(k_act, mean, log_std)[0]
         obs, env_state, rew, done, info = env.step(k_env, a_st.env_state, scale(a), env_params)
         rew = jnp.asarray(rew, jnp.float32).reshape(())
         final_obs = info["final_obs"].reshape(-1)
@@ -258,6 +266,8 @@ def make_train(config: Config, env: Any, env_params: Any) -> Trainer:
             a_loss, a_grad = jax.value_and_grad(alpha_loss)(
                 agent.log_alpha, p_aux["logp"], batch.mask, target_entropy
             )
+            if discrete:  # fixed temperature for categorical policies (as in the paper)
+                a_grad = jnp.zeros_like(a_grad)
             a_upd, alpha_opt = alpha_tx.update(a_grad, agent.alpha_opt, agent.log_alpha)
             agent = agent._replace(
                 policy=optax.apply_updates(agent.policy, upd),
@@ -312,7 +322,7 @@ def make_train(config: Config, env: Any, env_params: Any) -> Trainer:
             def body(carry, k_t):
                 actor, ret, alive = carry
                 (mean, _), pc = policy.apply(p, _inputs(actor), actor.carry, method=policy.step)
-                a = jnp.tanh(mean[0])
+                a = jax.nn.one_hot(jnp.argmax(mean[0]), act_dim) if discrete else jnp.tanh(mean[0])
                 obs, env_state, rew, done, _ = env.step(k_t, actor.env_state, scale(a), env_params)
                 ret = ret + alive * jnp.asarray(rew, jnp.float32).reshape(())
                 alive = alive * (1.0 - done.astype(jnp.float32))

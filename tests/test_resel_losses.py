@@ -119,3 +119,44 @@ def test_critic_gradient_ignores_padding_and_zero_steps(setup):
     outside = np.asarray(batch.mask) == 0
     assert float(jnp.abs(g[outside]).max()) == 0.0
     assert float(jnp.abs(g[~outside]).max()) > 0.0
+
+
+def test_discrete_losses_packed_equal_per_trajectory_and_target_by_hand():
+    """Categorical policy: exact expectations, so no noise trick is needed."""
+    data = [(o, jax.nn.one_hot(np.argmax(a, -1), ACT), r, t) for o, a, r, t in _data(1)]
+    buf = rb.init_buffer(128, 16, OBS, ACT)
+    for obs, act, rew, term in data:
+        for t in range(act.shape[0]):
+            done = jnp.asarray(t == act.shape[0] - 1)
+            buf = rb.add(buf, obs[t], act[t], rew[t], jnp.asarray(term[t]), obs[t + 1], done)
+    layout = rb.make_layout(15, max(LENS), k_zero=5, max_trajs_per_batch=5, rows=5)
+    batch = rb.sample(buf, jax.random.PRNGKey(4), layout)
+    policy, critic = Policy(NET, False, ACT, True), Critic(NET, False, ACT, True)
+    p = policy.init(jax.random.PRNGKey(0), batch.seq)
+    q = critic.init(jax.random.PRNGKey(1), batch.seq, batch.act)
+    qt = critic.init(jax.random.PRNGKey(2), batch.seq, batch.act)
+    assert "action_encoder" not in q["params"]
+    la, key, kw = jnp.log(0.3), jax.random.PRNGKey(5), dict(policy=policy, critic=critic)
+    loss, aux = critic_loss(q, p, qt, la, batch, key, gamma=0.9, **kw)
+    ploss, _ = policy_loss(p, q, aux["embedding"], la, batch, key, **kw)
+    ids = [int(i) for i in batch.traj_ids if i >= 0]
+    n = [LENS[i] for i in ids]
+    per_q, per_pi = [], []
+    for i in ids:
+        single = _single(*(np.asarray(x) for x in data[i]))
+        lq, aux1 = critic_loss(q, p, qt, la, single, key, gamma=0.9, **kw)
+        per_q.append(float(lq))
+        per_pi.append(float(policy_loss(p, q, aux1["embedding"], la, single, key, **kw)[0]))
+    np.testing.assert_allclose(float(loss), np.dot(per_q, n) / sum(n), rtol=2e-5)
+    np.testing.assert_allclose(float(ploss), np.dot(per_pi, n) / sum(n), rtol=2e-5)
+    # y_t by hand for one trajectory: r + 0.9 (1 - term) sum_a pi(a) (min of 2 heads - alpha logpi)
+    single = _single(*(np.asarray(x) for x in data[0]))
+    y = td_targets(p, qt, la, single, key, gamma=0.9, **kw)
+    logits = np.asarray(policy.apply(p, single.seq)[0][0], np.float64)
+    logpi = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    emb = critic.apply(qt, single.seq, method=critic.embed)
+    q_all = np.asarray(critic.apply(qt, single.seq.obs, emb, method=critic.q_all)[0], np.float64)
+    heads = np.asarray(jax.random.choice(jax.random.split(key)[1], NET.n_critics, (2,), False))
+    v = (np.exp(logpi) * (q_all[:, heads].min(1) - 0.3 * logpi)).sum(-1)
+    rew, term = np.asarray(data[0][2]), np.asarray(data[0][3])
+    np.testing.assert_allclose(y[0, : len(rew)], rew + 0.9 * (1 - term) * v[1:], rtol=1e-4)

@@ -109,3 +109,20 @@ def test_plot_writes_png_and_pdf(full_run):
     paths = plot_run(out)
     assert [p.suffix for p in paths] == [".png", ".pdf"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_discrete_task_trains_with_fixed_alpha(tmp_path):
+    from resel import envs
+
+    env = envs.make("CartPole-P")
+    cfg = dataclasses.replace(
+        CFG, total_steps=600, batch_size=100, max_trajs_per_batch=16, init_alpha=0.2
+    )
+    rows = train.run(cfg, "CartPole-P", [0], tmp_path, progress=False, env=env)
+    assert [r["step"] for r in rows] == [400, 600, 800][: len(rows)] and len(rows) == 2
+    for r in rows:
+        assert r["alpha"] == pytest.approx(0.2)  # categorical policy: temperature fixed
+        assert np.isfinite(r["critic_loss"]) and np.isfinite(r["policy_loss"])
+        assert r["eval_return"] >= 1.0  # CartPole pays +1 per step survived
+        # short random episodes: several whole trajectories per batch, until >= 100 steps
+        assert r["batch_transitions"] >= 100 or r["batch_dropped"] > 0
