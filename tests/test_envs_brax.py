@@ -92,9 +92,8 @@ def test_gravity_task_set_is_fixed_and_split_40_20():
         envs.make("Hopper-Gravity", split="test", task_index=20)
 
 
-@pytest.fixture(scope="module")
-def hopper_gravity_runs():
-    """Hopper-Gravity, 40 steps of the same actions, under the lightest and heaviest gravity."""
+def test_two_gravities_give_different_trajectories_and_episodes_end_by_convention():
+    """Hopper-Gravity, 45 steps of the same actions under the lightest and heaviest gravity."""
     env, params = envs.make("Hopper-Gravity", episode_length=40)
     train = gravity.gravity_split("train")
     picks = jnp.asarray([train.min(), train.max()])
@@ -105,18 +104,12 @@ def hopper_gravity_runs():
         return rollout(env, p, key, 45, policy=lambda k, o, t: actions[t])
 
     f = jax.jit(jax.vmap(run, in_axes=(0, None)))
-    return env, picks, f(batch, jax.random.key(0)), f(batch, jax.random.key(0))
+    out, again = f(batch, jax.random.key(0)), f(batch, jax.random.key(0))
 
-
-def test_two_gravities_give_different_trajectories(hopper_gravity_runs):
-    env, picks, out, again = hopper_gravity_runs
     np.testing.assert_array_equal(out["obs"], again["obs"])  # deterministic for a key
     np.testing.assert_array_equal(out["obs0"][0], out["obs0"][1])  # same start
     assert not np.allclose(out["obs"][0, :5], out["obs"][1, :5], atol=1e-3)
 
-
-def test_brax_episode_ends_follow_the_convention(hopper_gravity_runs):
-    _, _, out, _ = hopper_gravity_runs
     np.testing.assert_array_equal(out["done"], out["terminated"] | out["truncated"])
     assert not bool(jnp.any(out["terminated"] & out["truncated"]))
     assert int(out["ep_len"].max()) <= 40
@@ -124,47 +117,50 @@ def test_brax_episode_ends_follow_the_convention(hopper_gravity_runs):
     assert bool(jnp.all(out["time"][out["done"]] == 0))
 
 
-def _cheetah_rollout(env, params, key, actions):
-    """Scan fixed actions; also return x velocity measured from the torso's x position."""
+def test_cheetah_direction_and_velocity_rewards_by_hand():
+    """CheetahDir under d = +1 and d = -1 with the same actions (one compiled program): the motion
+    is the same, the rewards are d * v_x - 0.05 |a|^2 with v_x measured from the torso position;
+    HalfCheetahVel's reward on the same states is -|v_x - v*| - 0.05 |a|^2."""
+    env, params = envs.make("CheetahDir", episode_length=20)
+    vel_env, _ = envs.make("HalfCheetahVel")
+    both = jax.vmap(lambda d: params.replace(directions=d[None]))(jnp.array([1.0, -1.0]))
+    actions = jax.random.uniform(jax.random.key(3), (25, 6), minval=-1.0, maxval=1.0)
     dt = float(env.brax_env.dt)
 
-    def body(state, a):
-        x0 = state.brax.pipeline_state.x.pos[0, 0]
-        obs, state, reward, done, info = env.step(jax.random.key(0), state, a, params)
-        x1 = state.brax.pipeline_state.x.pos[0, 0]  # after a reset: the new episode's x
-        return state, (obs, reward, done, info["truncated"], (x1 - x0) / dt, info["task"])
+    def run(p):
+        def body(state, a):
+            x0 = state.brax.pipeline_state.x.pos[0, 0]
+            obs, new, reward, done, info = env.step(jax.random.key(0), state, a, p)
+            # measured on the new state: meaningless on the time-out step (already reset)
+            vx = (new.brax.pipeline_state.x.pos[0, 0] - x0) / dt
+            vel_reward = vel_env.reward(new.brax, a, jnp.float32(1.5))
+            return new, (obs, reward, done, info["truncated"], vx, info["task"], vel_reward)
 
-    _, state = env.reset(key, params)
-    return jax.lax.scan(body, state, actions)[1]
+        _, state = env.reset(jax.random.key(1), p)
+        return jax.lax.scan(body, state, actions)[1]
 
-
-@pytest.fixture(scope="module")
-def cheetah_actions():
-    return jax.random.uniform(jax.random.key(3), (25, 6), minval=-1.0, maxval=1.0)
-
-
-def test_cheetah_directions_give_opposite_rewards_for_the_same_motion(cheetah_actions):
-    env, params = envs.make("CheetahDir", episode_length=30)
-    both = jax.vmap(lambda d: params.replace(directions=d[None]))(jnp.array([1.0, -1.0]))
-    run = jax.jit(jax.vmap(lambda p: _cheetah_rollout(env, p, jax.random.key(1), cheetah_actions)))
-    obs, reward, done, truncated, vx, task = run(both)
+    obs, reward, done, truncated, vx, task, vel_reward = jax.jit(jax.vmap(run))(both)
     np.testing.assert_array_equal(obs[0], obs[1])  # the direction does not change the motion
     np.testing.assert_array_equal(task[:, 0], [1.0, -1.0])
-    ctrl = -0.05 * np.sum(np.square(np.asarray(cheetah_actions)), axis=-1)
-    np.testing.assert_allclose(reward[0], vx[0] + ctrl, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(reward[1], -vx[1] + ctrl, rtol=1e-4, atol=1e-4)
+    ctrl = 0.05 * np.sum(np.square(np.asarray(actions)), axis=-1)
+    ok = ~np.asarray(done[0])
+    close = dict(rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(reward[0][ok], (vx[0] - ctrl)[ok], **close)
+    np.testing.assert_allclose(reward[1][ok], (-vx[1] - ctrl)[ok], **close)
+    np.testing.assert_allclose(vel_reward[0][ok], (-np.abs(vx[0] - 1.5) - ctrl)[ok], **close)
     assert np.abs(vx[0]).max() > 0.1  # it really moved
-
-
-def test_cheetah_velocity_reward_by_hand(cheetah_actions):
-    env, params = envs.make("HalfCheetahVel", target_velocity=1.5, episode_length=20)
-    out = jax.jit(lambda: _cheetah_rollout(env, params, jax.random.key(1), cheetah_actions))()
-    obs, reward, done, truncated, vx, task = out
-    np.testing.assert_array_equal(task, 1.5)
-    ctrl = 0.05 * np.sum(np.square(np.asarray(cheetah_actions)), axis=-1)
-    # on the time-out step (19) the state has been reset, so its measured x velocity is moot
-    ok = np.arange(25) != 19
-    np.testing.assert_allclose(reward[ok], (-np.abs(vx - 1.5) - ctrl)[ok], rtol=1e-4, atol=1e-4)
     # HalfCheetah never terminates: exactly one time-out, after 20 steps
-    np.testing.assert_array_equal(np.flatnonzero(done), [19])
-    assert bool(truncated[19])
+    np.testing.assert_array_equal(np.flatnonzero(done[0]), [19])
+    assert bool(truncated[0, 19])
+
+
+def test_velocity_targets_are_drawn_from_the_params_range():
+    env, params = envs.make("HalfCheetahVel")
+    keys = jax.random.split(jax.random.key(0), 2000)
+    v = jax.vmap(lambda k: env.sample_task(k, params))(keys)
+    assert float(v.min()) >= 0.0 and float(v.max()) <= 3.0
+    assert abs(float(v.mean()) - 1.5) < 0.1
+    _, fixed = envs.make("HalfCheetahVel", target_velocity=2.0)
+    assert float(env.sample_task(keys[0], fixed)) == pytest.approx(2.0)
+    _, left = envs.make("AntDir", direction=-1)
+    np.testing.assert_array_equal(left.directions, [-1.0])
