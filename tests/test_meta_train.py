@@ -188,3 +188,22 @@ def test_sharded_meta_gradient_equals_single_device():
         [sys.executable, "-c", SHARDED], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert proc.returncode == 0 and "SHARDED_OK" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_evaluation_normalisation_by_hand():
+    from meta_train.baselines import final_return
+    from meta_train.evaluate import normalised
+
+    curves = np.arange(20.0).reshape(2, 10)
+    np.testing.assert_allclose(final_return(curves, 0.2), [8.5, 18.5])
+
+    def r(score):
+        return {"score": score}
+
+    results = {
+        "a": {"learned": r(0.5), "learned_init": r(0.0), "adam": r(1.0), "random": r(-1.0)},
+        "b": {"learned": r(2.0), "learned_init": r(1.0), "adam": r(2.0), "random": r(0.0)},
+    }
+    norm = normalised(results)
+    assert norm["learned"]["per_task"] == {"a": 0.75, "b": 1.0}
+    assert norm["learned"]["mean"] == 0.875 and norm["learned_init"]["mean"] == 0.5
