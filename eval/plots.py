@@ -49,6 +49,7 @@ def learning_curves(groups: list, stem: Path, *, title: str = "") -> list[Path]:
             ax.fill_between(g.steps, mean - se, mean + se, alpha=0.2, color=line.get_color())
         ax.set_title(task)
         ax.set_xlabel("environment steps")
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
         ax.set_ylabel("return")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
