@@ -4,6 +4,7 @@ A spec is a Python-call-like string, parsed with `ast` (never evaluated):
 
   "adamw(learning_rate=1e-5, weight_decay=0.0)"      any optax optimizer by name
   "contrib.muon(learning_rate=1e-3)"                   optax.contrib optimizers
+  "chain(clip_by_global_norm(1.0), adam(1e-3))"        nested specs are built first
   "optim4rl(learning_rate=3e-4)"                       the shipped pretrained("gridworld") Optim4RL
   "optim4rl(learning_rate=3e-4, pretrained='gridworld')"
   "optim4rl(learning_rate=3e-4, path='runs/x/meta_params.msgpack')"
@@ -45,7 +46,10 @@ class SpecError(ValueError):
 
 
 def parse_spec(text: str) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
-    """Parse "name(arg, key=value, ...)" into (name, args, kwargs); values must be literals."""
+    """Parse "name(arg, key=value, ...)" into (name, args, kwargs).
+
+    Values must be literals or nested specs (calls), which are built into transforms.
+    """
     try:
         node = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as err:
@@ -58,16 +62,23 @@ def parse_spec(text: str) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
     args, kwargs = [], {}
     try:
         if call:
-            args = [ast.literal_eval(a) for a in call.args]
+            args = [_argument(a) for a in call.args]
             for kw in call.keywords:
                 if kw.arg is None:
                     raise SpecError(f"optimizer spec {text!r}: '**' is not allowed")
-                kwargs[kw.arg] = ast.literal_eval(kw.value)
+                kwargs[kw.arg] = _argument(kw.value)
     except ValueError as err:
         raise SpecError(
             f"optimizer spec {text!r}: arguments must be literals (numbers, strings, ...): {err}"
         ) from err
     return name, tuple(args), kwargs
+
+
+def _argument(node: ast.expr) -> Any:
+    """A literal, or a nested optimizer spec (a call) built into its transform."""
+    if isinstance(node, ast.Call):
+        return from_spec(ast.unparse(node))
+    return ast.literal_eval(node)
 
 
 def _dotted_name(node: ast.expr) -> str | None:

@@ -26,6 +26,16 @@ def test_optax_spec_equals_the_optax_optimizer():
     np.testing.assert_allclose(got["w"], -0.5 * grads["w"])
 
 
+def test_nested_specs_compose_like_optax_chain():
+    params = {"w": jnp.array([1.0, -2.0])}
+    grads = {"w": jnp.array([3.0, 4.0])}  # global norm 5
+    spec = "chain(clip_by_global_norm(1.0), sgd(learning_rate=0.5))"
+    got = _step(optim4rl.from_spec(spec), params, grads)
+    np.testing.assert_allclose(got["w"], -0.5 * grads["w"] / 5.0, rtol=1e-6)
+    with pytest.raises(optim4rl.SpecError, match="unknown optimizer 'clip_by_norm'"):
+        optim4rl.from_spec("chain(clip_by_norm(1.0), sgd(0.1))")
+
+
 def test_learned_spec_with_seed_and_path(tmp_path):
     mp = optim4rl.init_meta_params(jax.random.key(4), "lin")
     path = optim4rl.save_meta_params(
