@@ -89,7 +89,7 @@ def _meta(path):
     return optim4rl.load_meta_params(path)
 
 
-def test_run_resume_is_identical(pipeline, tmp_path):
+def test_run_resume_is_identical_and_nan_guard(pipeline, tmp_path):
     full = train(CONFIG, tmp_path / "full", pipeline=pipeline, progress=False)
     part = tmp_path / "part"
     train(CONFIG, part, pipeline=pipeline, progress=False, stop_after=2)
@@ -120,9 +120,11 @@ def test_run_resume_is_identical(pipeline, tmp_path):
 
     with pytest.raises(FileExistsError, match="already holds a run"):
         train(CONFIG, part, pipeline=pipeline, progress=False)
+    # in the same test so that pytest-xdist workers do not compile the pipeline twice
+    check_nonfinite_meta_gradients_stop_the_run(pipeline, tmp_path / "nan")
 
 
-def test_nonfinite_meta_gradients_stop_the_run(pipeline, tmp_path):
+def check_nonfinite_meta_gradients_stop_the_run(pipeline, tmp_path):
     init = optim4rl.init_meta_params(jax.random.key(0), "optim4rl")
     huge = jax.tree_util.tree_map(lambda x: x * 1e6, init)  # exp(o) overflows: inf / inf
     with pytest.raises(NonFiniteMetaGradient, match="2 non-finite meta-gradients in a row"):
