@@ -27,7 +27,9 @@ def main(argv: list[str]) -> int:
     if name not in BENCHMARKS:
         close = difflib.get_close_matches(name, BENCHMARKS, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        print(f"unknown benchmark {name!r}{hint}; available: {', '.join(BENCHMARKS)}", file=sys.stderr)
+        print(
+            f"unknown benchmark {name!r}{hint}; available: {', '.join(BENCHMARKS)}", file=sys.stderr
+        )
         return 2
     try:
         module = importlib.import_module(BENCHMARKS[name])

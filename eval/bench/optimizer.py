@@ -50,7 +50,8 @@ def main(argv: list[str]) -> int:
         for name, tx in optimizers.items():
             state = tx.init(params)
             update = jax.jit(tx.update)
-            seconds = time_fn(lambda tx=tx, s=state, u=update: u(grads, s, params), repeats=args.repeats)
+            step = lambda u=update, s=state, g=grads, p=params: u(g, s, p)
+            seconds = time_fn(step, repeats=args.repeats)
             base = base or seconds
             print(f"| {n:,} | {name} | {seconds * 1e3:.3f} | {seconds / base:.2f} |")
     return 0
