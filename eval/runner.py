@@ -9,7 +9,6 @@ re-run skips finished runs and redoes unfinished ones from the start.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import time
@@ -19,19 +18,14 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from eval.study import Study
+from optim4rl.checkpoint import atomic_write_bytes
 
 DONE = "done.json"
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
     """Write JSON to `path` via a temporary file, fsync and rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, json.dumps(data, indent=2, sort_keys=True).encode())
 
 
 def safe_name(name: str) -> str:

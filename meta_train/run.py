@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from tqdm.auto import tqdm
 import optim4rl
 from meta_train.config import MetaTrainConfig
 from meta_train.pipeline import MetaState, Pipeline, make_mesh
+from optim4rl.checkpoint import atomic_write_bytes as atomic_write
 
 CHECKPOINT = "checkpoint.msgpack"
 META_PARAMS = "meta_params.msgpack"
@@ -34,26 +34,6 @@ FORMAT_VERSION = 1
 
 class NonFiniteMetaGradient(RuntimeError):
     """Raised when a run produced too many non-finite meta-gradients in a row."""
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write temp file in the same folder, fsync, rename: readers see the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def git_commit() -> str:

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optim4rl.checkpoint import atomic_write_bytes
 from resel import buffer as rb
 from resel.config import Config, from_dict
 from resel.losses import alpha_loss, critic_loss, policy_loss
@@ -359,15 +360,6 @@ def make_train(config: Config, env: Any, env_params: Any) -> Trainer:
 # Files: checkpoints (msgpack, atomic) and metrics.jsonl
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def save_checkpoint(path: Path, state: TrainState, config: Config, seeds: Sequence[int]) -> None:
     """Whole training state (networks, optimizers, replay buffer, envs) as msgpack, atomically."""
     header = {
@@ -377,7 +369,7 @@ def save_checkpoint(path: Path, state: TrainState, config: Config, seeds: Sequen
         "step": int(np.asarray(state.step).reshape(-1)[0]),
     }
     payload = {"header": json.dumps(header), "state": flax.serialization.to_state_dict(state)}
-    _atomic_write(path, flax.serialization.msgpack_serialize(payload))
+    atomic_write_bytes(path, flax.serialization.msgpack_serialize(payload))
 
 
 def read_header(path: Path) -> str:
@@ -431,7 +423,7 @@ class MetricsLog:
         if resume_step is not None and path.exists():
             keep = [json.loads(s) for s in path.read_text().splitlines() if s.strip()]
             self.rows = [r for r in keep if r.get("step", 0) <= resume_step]
-            _atomic_write(path, "".join(json.dumps(r) + "\n" for r in self.rows).encode())
+            atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in self.rows).encode())
         elif path.exists():
             path.unlink()
 
@@ -506,7 +498,7 @@ def run(
     if out:
         out.mkdir(parents=True, exist_ok=True)
         meta = {"env": env_name, "seeds": seeds, "config": c.to_dict()}
-        _atomic_write(out / "config.json", json.dumps(meta, indent=1).encode())
+        atomic_write_bytes(out / "config.json", json.dumps(meta, indent=1).encode())
         log = MetricsLog(out / "metrics.jsonl", start_step if resume else None)
     rows: list[dict] = list(log.rows) if out else []
     eval_base = jax.random.PRNGKey(10_000 + seeds[0])  # eval episodes depend on the step only
