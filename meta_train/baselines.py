@@ -102,22 +102,33 @@ def write_table(results: dict, out: Path, lrs=LR_GRID) -> None:
     atomic_write(out / "baselines.csv", ("\n".join(csv) + "\n").encode())
 
 
+def add_eval_options(parser: argparse.ArgumentParser) -> None:
+    """The evaluation-size options shared by `baselines` and `evaluate`."""
+    parser.add_argument("--preset", default="cpu", choices=list(EVAL_PRESETS))
+    parser.add_argument("--tasks", help="comma-separated task names")
+    parser.add_argument("--seeds", type=int)
+    parser.add_argument("--updates", type=int)
+
+
+def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
+    """The preset's EvalConfig with --tasks/--seeds/--updates applied (ValueError if invalid)."""
+    ec = EVAL_PRESETS[args.preset]
+    if args.tasks:
+        ec = replace(ec, tasks=tuple(t.strip() for t in args.tasks.split(",") if t))
+    if args.seeds:
+        ec = replace(ec, seeds=args.seeds)
+    if args.updates:
+        ec = replace(ec, num_updates=args.updates)
+    return ec
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m meta_train baselines")
-    p.add_argument("--preset", default="cpu", choices=list(EVAL_PRESETS))
-    p.add_argument("--tasks", help="comma-separated task names")
-    p.add_argument("--seeds", type=int)
-    p.add_argument("--updates", type=int)
+    add_eval_options(p)
     p.add_argument("--out", default="runs/baselines")
     args = p.parse_args(argv)
-    ec = EVAL_PRESETS[args.preset]
     try:
-        if args.tasks:
-            ec = replace(ec, tasks=tuple(t.strip() for t in args.tasks.split(",") if t))
-        if args.seeds:
-            ec = replace(ec, seeds=args.seeds)
-        if args.updates:
-            ec = replace(ec, num_updates=args.updates)
+        ec = eval_config_from_args(args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

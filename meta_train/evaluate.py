@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import jax
@@ -23,9 +22,10 @@ from tqdm.auto import tqdm
 import optim4rl
 from meta_train.a2c import A2CConfig, make_train_fn
 from meta_train.baselines import (
-    EVAL_PRESETS,
     LR_GRID,
     EvalConfig,
+    add_eval_options,
+    eval_config_from_args,
     final_return,
     hand_optimizer,
 )
@@ -171,23 +171,14 @@ def plot_curves(results: dict, out: Path) -> None:
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m meta_train evaluate")
     p.add_argument("checkpoint", help="meta_params.msgpack, a run folder, or a pretrained name")
-    p.add_argument("--preset", default="cpu", choices=list(EVAL_PRESETS))
-    p.add_argument("--tasks", help="comma-separated task names")
-    p.add_argument("--seeds", type=int)
-    p.add_argument("--updates", type=int)
+    add_eval_options(p)
     p.add_argument("--lr", type=float, help="learning rate of the learned optimizer")
     p.add_argument("--baselines", help="baselines.json from `python -m meta_train baselines`")
     p.add_argument("--adam-lr", type=float, help="Adam lr on every task (default: tuned here)")
     p.add_argument("--out", default="runs/evaluate")
     args = p.parse_args(argv)
-    ec = EVAL_PRESETS[args.preset]
     try:
-        if args.tasks:
-            ec = replace(ec, tasks=tuple(t.strip() for t in args.tasks.split(",") if t))
-        if args.seeds:
-            ec = replace(ec, seeds=args.seeds)
-        if args.updates:
-            ec = replace(ec, num_updates=args.updates)
+        ec = eval_config_from_args(args)
         meta_params, header = load(args.checkpoint)
     except (ValueError, FileNotFoundError, optim4rl.CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
