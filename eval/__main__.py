@@ -11,6 +11,7 @@ commands:
                          run a study (TOML file or shipped name), then write its report
   report DIR             tables (Markdown, CSV) and plots (PNG, PDF) of a study's results
   bench NAME [options]   benchmarks; `python -m eval bench --list` names them
+  analyze NAME [options] the papers' analyses; `python -m eval analyze --list` names them
 """
 
 
@@ -32,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         from eval.report import main as report_main
 
         return report_main(rest)
+    if command == "analyze":
+        from eval.analyze import main as analyze_main
+
+        return analyze_main(rest)
     print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 
