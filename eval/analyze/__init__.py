@@ -10,7 +10,16 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    # name: (module, one-line description)
+    "output-variation": (
+        "output_variation",
+        "RESeL Fig. 3: policy output change vs rollout step, Prop. 1",
+    ),
+    "training-dynamics": ("training_dynamics", "RESeL Figs. 4-5: gradient norm and value loss"),
+    "context-embedding": ("context_embedding", "RESeL Fig. 14: context embeddings by gravity, 2-d"),
+    "grad-distribution": (
+        "grad_distribution",
+        "Optim4RL Fig. 1: agent gradients, RL vs supervised",
+    ),
 }
 
 
