@@ -200,6 +200,9 @@ def _pairs(spec: Any, where: str) -> tuple[tuple[str, str], ...]:
     raise ValueError(f"{where}: expected a spec string or a table of spec strings, got {spec!r}")
 
 
+RESEL_RENAMED = ("step", "seed", "eval_return", "train_return")  # become env_steps, return, ...
+
+
 class RESeLAlgorithm:
     """resel.train on resel.envs tasks; budget = environment steps (RESeL's total_steps).
 
@@ -272,9 +275,13 @@ class RESeLAlgorithm:
             return
         index = {seed: i for i, seed in enumerate(seeds)}
         for row in rows:
+            # resel's own metrics (losses, alpha, per-module grad norms, ...) ride along under
+            # their resel names, for `python -m eval analyze training-dynamics`
+            extra = {k: v for k, v in row.items() if k not in RESEL_RENAMED}
             on_eval(
                 index[row["seed"]],
                 {
+                    **extra,
                     "env_steps": float(row["step"]),
                     "return": float(row["eval_return"]),
                     "train_return": row.get("train_return"),

@@ -1,0 +1,134 @@
+"""Shared helpers of the RESeL analyses: output folders, files, figures and loading RESeL runs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optim4rl.checkpoint import atomic_write_bytes
+
+
+class AnalysisError(ValueError):
+    """Bad input to an analysis (missing folder, wrong kind of run, missing metrics)."""
+
+
+def out_dir(path: str | None, default: str) -> Path:
+    """The output folder (created); `default` when no --out was given."""
+    out = Path(path or default)
+    if out.exists() and not out.is_dir():
+        raise AnalysisError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _plain(x: Any) -> Any:
+    """JSON-safe: numpy scalars/arrays to Python, non-finite floats to None."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _plain(x.tolist())
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def write_json(path: Path, data: Any) -> Path:
+    atomic_write_bytes(path, json.dumps(_plain(data), indent=1, sort_keys=True).encode())
+    return path
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    for r in rows:
+        w.writerow(["" if v is None else (f"{v:.8g}" if isinstance(v, float) else v) for v in r])
+    atomic_write_bytes(path, buf.getvalue().encode())
+    return path
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, stem: Path) -> list[Path]:
+    """The figure as stem.png and stem.pdf."""
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    for p in paths:
+        fig.savefig(p, dpi=130, bbox_inches="tight")
+    return paths
+
+
+@dataclass
+class ReselRun:
+    """One seed of a RESeL run folder (`python -m resel --out DIR`) restored from its checkpoint."""
+
+    folder: Path
+    env_name: str
+    config: Any  # resel.config.Config
+    seed: int
+    step: int
+    trainer: Any  # resel.train.Trainer
+    state: Any  # resel.train.TrainState of this seed (no seed axis)
+    env: Any
+    env_params: Any
+
+
+def load_resel_run(folder: str | Path, seed_index: int = 0, env: tuple | None = None) -> ReselRun:
+    """Restore seed `seed_index` of a RESeL run folder (config.json + checkpoint.msgpack)."""
+    import jax
+    import jax.numpy as jnp
+
+    from resel import train
+    from resel.config import from_dict
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AnalysisError(f"run folder {folder} does not exist")
+    ckpt, meta_path = folder / train.CHECKPOINT, folder / "config.json"
+    if not ckpt.exists() or not meta_path.exists():
+        raise AnalysisError(
+            f"{folder} is not a RESeL run folder: it needs config.json and {train.CHECKPOINT} "
+            "(the --out of `python -m resel`)"
+        )
+    meta = json.loads(meta_path.read_text())
+    if "env" not in meta:
+        raise AnalysisError(f"{meta_path} has no 'env': not written by `python -m resel`")
+    header = json.loads(train.read_header(ckpt))
+    config = from_dict(header["config"])
+    seeds = list(header["seeds"])
+    if not 0 <= seed_index < len(seeds):
+        raise AnalysisError(f"--seed-index {seed_index}: {folder} holds seeds {seeds}")
+    env, env_params = env if env is not None else train.make_env(meta["env"])
+    trainer = train.make_train(config, env, env_params)
+    template = trainer.init(jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
+    state, header = train.load_checkpoint(ckpt, template, config, seeds)
+    one = jax.tree.map(lambda x: x[seed_index], state)
+    return ReselRun(
+        folder,
+        meta["env"],
+        config,
+        seeds[seed_index],
+        header["step"],
+        trainer,
+        one,
+        env,
+        env_params,
+    )
