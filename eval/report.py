@@ -1,7 +1,8 @@
 """`python -m eval report DIR`: tables and plots from a study's output folder (see eval.runner).
 
 Writes DIR/report/: report.md (Markdown tables), runs.csv (one row per run), summary.csv (one row
-per task x optimizer), aggregate.csv (normalised scores across tasks), curves.{png,pdf} (learning
+per task x optimizer), aggregate.csv (normalised scores across tasks), normalisation.csv (each
+task's normalising references, their gap ± standard error and whether the task is used), curves.{png,pdf} (learning
 curves, mean +- standard error) and sensitivity.{png,pdf} (final return against a swept value).
 """
 
@@ -97,6 +98,10 @@ def _fmt(mean: float, se: float) -> str:
     return f"{mean:.1f} ± {se:.1f}" if np.isfinite(se) else f"{mean:.1f}"
 
 
+def _fmt_g(mean: float, se: float) -> str:
+    return f"{mean:.3g} ± {se:.2g}" if np.isfinite(se) else f"{mean:.3g}"
+
+
 def summarize(groups: list[Group], last: int) -> list[dict[str, Any]]:
     """One row per group: final (mean of the last `last` evals) and AUC statistics."""
     rows = []
@@ -125,21 +130,72 @@ def summarize(groups: list[Group], last: int) -> list[dict[str, Any]]:
     return rows
 
 
-def aggregate(groups: list[Group], last: int) -> tuple[list[dict[str, Any]], str]:
+NOISE_SE = 2.0  # a normalising gap must exceed this many standard errors to be used
+
+
+def normalisation_refs(groups: list[Group], last: int) -> list[dict[str, Any]]:
+    """Per task, the references of the normalised score and whether the gap between them is
+        clearly larger than noise.
+
+        low = mean over optimizers of their mean return at the first evaluation (untrained agents),
+        se_low^2 = sum_g var_g / n_g / G^2 (var over seeds, ddof 1); high = the best optimizer's mean
+        final return, se_high = its standard error over seeds. The gap high - low has standard error
+        sqrt(se_low^2 + se_high^2) (treated as independent; the best optimizer's own first evaluations
+        are part of low, a positive correlation, so this errs towards excluding). A task is used only
+        if gap > NOISE_SE * se_gap; a gap within noise would give huge or sign-flipped scores. With a
+        single seed everywhere the error is unknown and only gap > 0 is required (said in `reason`,
+    which is empty for a task used normally).
+    """
+    refs = []
+    for t in sorted({g.task for g in groups}):
+        cell = [g for g in groups if g.task == t]
+        first = [g.curves[:, 0] for g in cell]
+        low = float(np.mean([f.mean() for f in first]))
+        var_low = [f.var(ddof=1) / f.size if f.size > 1 else np.nan for f in first]
+        se_low = float(np.sqrt(np.sum(var_low)) / len(first))
+        finals = [stats.final_return(g.curves, min(last, g.curves.shape[1])) for g in cell]
+        best = int(np.argmax([f.mean() for f in finals]))
+        high, se_high = stats.mean_se(finals[best])
+        gap = high - low
+        se_gap = float(np.hypot(se_low, se_high))
+        if not np.isfinite(se_gap):
+            used = gap > 0
+            reason = "1 seed: noise not assessable" if used else "gap <= 0"
+        else:
+            used = gap > NOISE_SE * se_gap
+            reason = "" if used else f"gap within noise (< {NOISE_SE:g} SE)"
+        refs.append(
+            {
+                "task": t,
+                "low": low,
+                "low_se": se_low,
+                "high": high,
+                "high_se": se_high,
+                "high_optimizer": cell[best].variant,
+                "gap": gap,
+                "gap_se": se_gap,
+                "used": bool(used),
+                "reason": reason,
+            }
+        )
+    return refs
+
+
+def aggregate(
+    groups: list[Group], last: int, refs: list[dict[str, Any]] | None = None
+) -> tuple[list[dict[str, Any]], str]:
     """Scores normalised per task, 0 = mean return at the first evaluation (untrained agents of all
     optimizers), 1 = best optimizer's mean final return; IQM and mean with stratified bootstrap
-    95% intervals across tasks x seeds. Empty when the study has a single task."""
+    95% intervals across tasks x seeds. Tasks whose normalising gap is within noise
+    (`normalisation_refs`) are left out and named in the note. Empty when the study has a single
+    task."""
     tasks = sorted({g.task for g in groups})
     variants = sorted({g.variant for g in groups})
     if len(tasks) < 2:
         return [], ""
-    low, high = {}, {}
-    for t in tasks:
-        cell = [g for g in groups if g.task == t]
-        low[t] = float(np.mean([g.curves[:, 0].mean() for g in cell]))
-        high[t] = max(float(stats.final_return(g.curves, last).mean()) for g in cell)
-    # A task where no optimizer ends above the untrained return has no meaningful 0-1 scale.
-    usable = [t for t in tasks if high[t] > low[t]]
+    refs = refs if refs is not None else normalisation_refs(groups, last)
+    by_task = {r["task"]: r for r in refs}
+    usable = [t for t in tasks if by_task[t]["used"]]
     skipped = [t for t in tasks if t not in usable]
     rows = []
     for v in variants:
@@ -151,7 +207,11 @@ def aggregate(groups: list[Group], last: int) -> tuple[list[dict[str, Any]], str
             continue
         scores = np.stack(
             [
-                stats.normalize(stats.final_return(cells[t].curves[:n], last), low[t], high[t])
+                stats.normalize(
+                    stats.final_return(cells[t].curves[:n], last),
+                    by_task[t]["low"],
+                    by_task[t]["high"],
+                )
                 for t in usable
             ],
             axis=1,
@@ -173,13 +233,19 @@ def aggregate(groups: list[Group], last: int) -> tuple[list[dict[str, Any]], str
         )
     note = (
         "Normalised score per task: 0 = mean return of all optimizers at the first evaluation "
-        "(untrained), 1 = best optimizer's mean final return on that task."
+        "(untrained), 1 = best optimizer's mean final return on that task. A task is used only "
+        f"when that gap exceeds {NOISE_SE:g} standard errors (table below)."
     )
     if skipped:
-        note += (
-            f" Left out: {', '.join(skipped)} (no optimizer's mean final return exceeds the "
-            "untrained return, so the scale would be inverted)."
+        why = "; ".join(
+            f"{t}: gap {by_task[t]['gap']:.3g} ± {by_task[t]['gap_se']:.2g}" for t in skipped
         )
+        note += (
+            f" Left out: {', '.join(skipped)} (normalising gap not clearly above noise, so the "
+            f"scores would be huge or sign-flipped; {why})."
+        )
+    if not usable:
+        note += " No task is left, so there is no aggregate."
     return rows, note
 
 
@@ -193,7 +259,11 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def markdown(
-    summary: list[dict[str, Any]], agg: list[dict[str, Any]], agg_note: str, last: int
+    summary: list[dict[str, Any]],
+    agg: list[dict[str, Any]],
+    agg_note: str,
+    last: int,
+    refs: list[dict[str, Any]] | None = None,
 ) -> str:
     lines = [
         f"Final return = mean of the last {last} evaluation(s); AUC = average return over training "
@@ -217,12 +287,26 @@ def markdown(
                 f"{_fmt(r['auc_mean'], r['auc_se'])} |"
             )
         lines.append("")
+    if agg_note:
+        lines += ["### All tasks, normalised", "", agg_note, ""]
+    if agg_note and refs:
+        lines += [
+            "| task | 0 = untrained | 1 = best final (optimizer) | gap ± SE | in aggregate |",
+            "|---|---|---|---|---|",
+        ]
+        for r in refs:
+            if r["used"]:
+                flag = f"yes ({r['reason']})" if r["reason"] else "yes"
+            else:
+                flag = f"**no: {r['reason']}**"
+            lines.append(
+                f"| {r['task']} | {_fmt_g(r['low'], r['low_se'])} | "
+                f"{_fmt_g(r['high'], r['high_se'])} ({r['high_optimizer']}) | "
+                f"{_fmt_g(r['gap'], r['gap_se'])} | {flag} |"
+            )
+        lines.append("")
     if agg:
         lines += [
-            "### All tasks, normalised",
-            "",
-            agg_note,
-            "",
             "| optimizer | tasks | seeds/task | IQM [95% CI] | mean [95% CI] |",
             "|---|---|---|---|---|",
         ]
@@ -246,7 +330,8 @@ def write_report(out: str | Path) -> str:
     last = int(study.get("last", 1))
     groups = group_runs(runs)
     summary = summarize(groups, last)
-    agg, agg_note = aggregate(groups, last)
+    refs = normalisation_refs(groups, last)
+    agg, agg_note = aggregate(groups, last, refs)
     folder = out / "report"
     folder.mkdir(exist_ok=True)
     _write_csv(
@@ -270,11 +355,13 @@ def write_report(out: str | Path) -> str:
     )
     _write_csv(folder / "summary.csv", summary)
     _write_csv(folder / "aggregate.csv", agg)
+    if agg_note:
+        _write_csv(folder / "normalisation.csv", refs)
     title = f"{study.get('name', out.name)} ({study.get('scale', '?')} scale)"
     figures = plots.learning_curves(groups, folder / "curves", title=title)
     figures += plots.sensitivity(groups, folder / "sensitivity", last=last, title=title)
     text = "\n".join(
-        [f"## {title}", "", markdown(summary, agg, agg_note, last)]
+        [f"## {title}", "", markdown(summary, agg, agg_note, last, refs)]
         + [f"Note: {n}" for n in notes]
         + ([""] + [f"![{p.stem}]({p.name})" for p in figures if p.suffix == ".png"])
     )

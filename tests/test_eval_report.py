@@ -168,3 +168,125 @@ def test_aggregate_leaves_out_tasks_nobody_improved(tmp_path):
     assert int(agg["x"]["tasks"]) == 1
     assert float(agg["x"]["mean"]) == pytest.approx(1.0)  # high = x's mean final 10.5
     assert float(agg["y"]["mean"]) == pytest.approx(4 / 10.5)
+
+
+NOISE_STUDY = """\
+[study]
+name = "noise"
+algorithm = "a2c"
+tasks = ["catch", "small_dense_short", "big_dense_short"]
+num_evals = 3
+last = 1
+
+[scale.cpu]
+preset = "cpu"
+seeds = 3
+budget = 1200
+
+[scale.paper]
+preset = "paper"
+seeds = 3
+budget = 1200
+
+[optimizers.adam]
+spec = "adam(learning_rate=1e-3)"
+
+[optimizers.rmsprop]
+spec = "rmsprop(learning_rate=1e-3)"
+"""
+
+# (task, optimizer) -> per seed [first, middle, final] return. big_dense_short's gap is noise:
+# low = 0, high = adam's mean final 1 with SE 5/sqrt(3) = 2.9, so gap 1 < 2 SE.
+NOISE_CURVES = {
+    ("catch", "adam"): [[0.1, 0.5, 0.9], [-0.1, 0.4, 0.8], [0.0, 0.6, 1.0]],
+    ("catch", "rmsprop"): [[0.0, 0.2, 0.5], [0.1, 0.3, 0.6], [-0.1, 0.1, 0.4]],
+    ("small_dense_short", "adam"): [[1, 5, 10], [2, 6, 11], [3, 7, 12]],
+    ("small_dense_short", "rmsprop"): [[2, 3, 6], [2, 4, 7], [2, 5, 8]],
+    ("big_dense_short", "adam"): [[0, 0, 1], [5, 0, -4], [-5, 0, 6]],
+    ("big_dense_short", "rmsprop"): [[1, 0, -2], [-1, 0, 3], [0, 0, 0]],
+}
+
+
+def _write_study_results(folder, curves):
+    """Results exactly as `eval run` leaves them (its own writers), without training."""
+    from eval.runner import DONE, atomic_write_json, run_config, run_dir
+
+    path = folder / "noise.toml"
+    path.write_text(NOISE_STUDY)
+    study = load_study(path, "cpu")
+    out = folder / "out"
+    atomic_write_json(out / "study.json", study.to_json())
+    for variant in study.variants:
+        for task in study.tasks:
+            for seed in study.seeds:
+                run = run_dir(out, task, variant.name, seed)
+                run.mkdir(parents=True)
+                atomic_write_json(run / "config.json", run_config(study, task, variant, seed))
+                rows = [
+                    {"env_steps": 400 * (i + 1), "return": float(r)}
+                    for i, r in enumerate(curves[task, variant.name][seed])
+                ]
+                (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+                atomic_write_json(run / DONE, {"status": "finished", "cell_seconds": 0.0})
+    return out
+
+
+def test_noise_guard_excludes_task_whose_gap_is_noise(tmp_path):
+    from scipy.stats import trim_mean
+
+    out = _write_study_results(tmp_path, NOISE_CURVES)
+    text = write_report(out)
+    with open(out / "report" / "normalisation.csv") as f:
+        refs = {r["task"]: r for r in csv.DictReader(f)}
+    assert refs["big_dense_short"]["used"] == "False"
+    assert refs["catch"]["used"] == refs["small_dense_short"]["used"] == "True"
+    # big_dense_short by hand: low 0 (var 25 and 1 over 3 seeds: SE sqrt(25/3 + 1/3) / 2),
+    # high 1 (SE 5 / sqrt 3)
+    se = np.hypot(np.sqrt(25 / 3 + 1 / 3) / 2, 5 / np.sqrt(3))
+    assert float(refs["big_dense_short"]["gap"]) == pytest.approx(1.0)
+    assert float(refs["big_dense_short"]["gap_se"]) == pytest.approx(se)
+    assert "**no: gap within noise" in text and "Left out: big_dense_short" in text
+
+    def scores(optimizer, tasks):
+        cols = []
+        for t in tasks:
+            c = {o: np.array(NOISE_CURVES[t, o], float) for o in ("adam", "rmsprop")}
+            low = np.mean([c[o][:, 0].mean() for o in c])
+            high = max(c[o][:, -1].mean() for o in c)
+            cols.append((c[optimizer][:, -1] - low) / (high - low))
+        return np.stack(cols, axis=1)
+
+    with open(out / "report" / "aggregate.csv") as f:
+        agg = {r["optimizer"]: r for r in csv.DictReader(f)}
+    kept = ["catch", "small_dense_short"]
+    for o in ("adam", "rmsprop"):
+        s = scores(o, kept)
+        assert int(agg[o]["tasks"]) == 2
+        assert float(agg[o]["mean"]) == pytest.approx(s.mean())
+        assert float(agg[o]["iqm"]) == pytest.approx(trim_mean(s.ravel(), 0.25))
+    # without the guard big_dense_short's scores would be huge (adam's seed finals -4 and 6 on a
+    # gap of 1) and would move rmsprop's mean: the exclusion is visible in the numbers
+    noisy = scores("adam", ["big_dense_short"])
+    assert np.abs(noisy).max() == pytest.approx(6.0)
+    with_noise = scores("rmsprop", [*kept, "big_dense_short"]).mean()
+    assert abs(with_noise - float(agg["rmsprop"]["mean"])) > 0.05  # 0.481 vs 0.556
+
+
+def test_noise_guard_threshold_and_single_seed(tmp_path):
+    from eval.report import NOISE_SE, Group, normalisation_refs
+
+    def group(task, variant, curves):
+        curves = np.array(curves, float)
+        steps = np.arange(1.0, curves.shape[1] + 1)
+        return Group(task, variant, variant, {}, list(range(len(curves))), steps, curves, [])
+
+    # untrained returns all 0 (SE 0); x's finals shift + (-1, 0, 1) (SE 1 / sqrt 3) are the best;
+    # y ends far below. So gap = shift, and the task is used iff shift > NOISE_SE / sqrt 3.
+    worse = group("t", "y", [[0, -50]] * 3)
+    for factor, used in ((1.01, True), (0.99, False)):
+        shift = factor * NOISE_SE / np.sqrt(3)
+        x = group("t", "x", [[0, shift - 1], [0, shift], [0, shift + 1]])
+        (ref,) = normalisation_refs([x, worse], 1)
+        assert ref["used"] is used and ref["gap"] == pytest.approx(shift)
+    (ref,) = normalisation_refs([group("t", "x", [[0, 3]]), group("t", "y", [[1, 2]])], 1)
+    assert ref["used"] and "1 seed" in ref["reason"] and ref["gap"] == pytest.approx(2.5)
