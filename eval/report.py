@@ -2,8 +2,9 @@
 
 Writes DIR/report/: report.md (Markdown tables), runs.csv (one row per run), summary.csv (one row
 per task x optimizer), aggregate.csv (normalised scores across tasks), normalisation.csv (each
-task's normalising references, their gap ± standard error and whether the task is used), curves.{png,pdf} (learning
-curves, mean +- standard error) and sensitivity.{png,pdf} (final return against a swept value).
+task's normalising references, their gap ± standard error and whether the task is used),
+curves.{png,pdf} (learning curves, mean +- standard error) and sensitivity.{png,pdf} (final return
+against a swept value).
 """
 
 from __future__ import annotations
@@ -135,16 +136,16 @@ NOISE_SE = 2.0  # a normalising gap must exceed this many standard errors to be 
 
 def normalisation_refs(groups: list[Group], last: int) -> list[dict[str, Any]]:
     """Per task, the references of the normalised score and whether the gap between them is
-        clearly larger than noise.
+    clearly larger than noise.
 
-        low = mean over optimizers of their mean return at the first evaluation (untrained agents),
-        se_low^2 = sum_g var_g / n_g / G^2 (var over seeds, ddof 1); high = the best optimizer's mean
-        final return, se_high = its standard error over seeds. The gap high - low has standard error
-        sqrt(se_low^2 + se_high^2) (treated as independent; the best optimizer's own first evaluations
-        are part of low, a positive correlation, so this errs towards excluding). A task is used only
-        if gap > NOISE_SE * se_gap; a gap within noise would give huge or sign-flipped scores. With a
-        single seed everywhere the error is unknown and only gap > 0 is required (said in `reason`,
-    which is empty for a task used normally).
+    low = mean over optimizers of their mean return at the first evaluation (untrained agents),
+    se_low^2 = sum_g var_g / n_g / G^2 (var over seeds, ddof 1); high = the best optimizer's mean
+    final return, se_high = its standard error over seeds. The gap high - low has standard error
+    sqrt(se_low^2 + se_high^2) (treated as independent; the best optimizer's own first evaluations
+    are part of low, a positive correlation, so this errs towards excluding). A task is used only
+    if gap > NOISE_SE * se_gap; a gap within noise would give huge or sign-flipped scores. Where an
+    optimizer has a single seed the error is unknown and only gap > 0 is required (said in
+    `reason`, which is empty for a task used normally).
     """
     refs = []
     for t in sorted({g.task for g in groups}):
