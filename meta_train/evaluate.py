@@ -42,19 +42,21 @@ def load(checkpoint: str) -> tuple[dict, dict]:
     return optim4rl.load_meta_params(path)
 
 
-def learned_curves(task, meta_params, kind, lr, ec: EvalConfig, seed=0) -> np.ndarray:
-    """(len(meta_params), seeds, num_updates) for a stack of meta-parameter trees."""
-    config = A2CConfig(task=task, num_updates=ec.num_updates)
-    train = make_train_fn(config, lambda mp: optim4rl.learned(lr, mp, kind))
-    run = jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, 0))
+def learned_curves(task, meta_params, kind, lrs, ec: EvalConfig, reward_scale=1.0, seed=0):
+    """(len(meta_params), len(lrs), seeds, num_updates) for a stack of meta-parameter trees."""
+    config = A2CConfig(task=task, num_updates=ec.num_updates, reward_scale=reward_scale)
+    train = make_train_fn(config, lambda h: optim4rl.learned(h[1], h[0], kind))
+    over_seeds = jax.vmap(train, in_axes=(0, None))
+    over_lrs = jax.vmap(lambda k, mp, lr: over_seeds(k, (mp, lr)), in_axes=(None, None, 0))
+    run = jax.vmap(over_lrs, in_axes=(None, 0, None))
     keys = jax.random.split(jax.random.key(seed), ec.seeds)
-    _, metrics = jax.jit(run)(keys, meta_params)
+    _, metrics = jax.jit(run)(keys, meta_params, jnp.asarray(lrs, jnp.float32))
     return np.asarray(metrics["episode_return"])
 
 
-def adam_curves(task, lrs, ec: EvalConfig, seed=0) -> np.ndarray:
+def adam_curves(task, lrs, ec: EvalConfig, reward_scale=1.0, seed=0) -> np.ndarray:
     """(len(lrs), seeds, num_updates); lr 0 leaves the network at its initialisation."""
-    config = A2CConfig(task=task, num_updates=ec.num_updates)
+    config = A2CConfig(task=task, num_updates=ec.num_updates, reward_scale=reward_scale)
     train = make_train_fn(config, lambda lr: hand_optimizer("adam", lr))
     run = jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, 0))
     keys = jax.random.split(jax.random.key(seed), ec.seeds)
@@ -62,40 +64,58 @@ def adam_curves(task, lrs, ec: EvalConfig, seed=0) -> np.ndarray:
     return np.asarray(metrics["episode_return"])
 
 
-def evaluate(
-    meta_params, kind: str, lr: float, ec: EvalConfig, adam_lrs: dict, progress: bool = True
-) -> dict:
-    """{task: {method: curve (num_updates,) mean over seeds, score, per-seed scores}}.
+def best_of(curves: np.ndarray, ec: EvalConfig) -> int:
+    """Index of the (grid, seeds, updates) row with the highest final return averaged over seeds."""
+    return int(np.argmax(final_return(curves, ec.final_fraction).mean(-1)))
 
-    Adam's lr per task comes from `adam_lrs`, or, for tasks not in it, is the best of LR_GRID on
-    these same seeds (which favours Adam, the opponent).
+
+def evaluate(
+    meta_params,
+    kind: str,
+    lrs,
+    ec: EvalConfig,
+    adam_lrs: dict,
+    reward_scale: dict | None = None,
+    progress: bool = True,
+) -> dict:
+    """{task: {method: curve (num_updates,) mean over seeds, score, per-seed scores, lr}}.
+
+    Every method picks its learning rate per task by the same rule, the best final return on these
+    same seeds: the learned optimizer and its random initialisation over `lrs`, Adam over LR_GRID
+    (or the lr given for the task in `adam_lrs`). `reward_scale` ({task: c}, default 1) multiplies
+    the rewards in the A2C loss of every method, as in meta-training; returns are reported unscaled.
     """
+    reward_scale = reward_scale or {}
     init = optim4rl.init_meta_params(jax.random.key(0), kind)
     stacked = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), meta_params, init)
-    results, tuned_lrs = {}, {}
+    results = {}
     for task in tqdm(ec.tasks, desc="evaluate", disable=not progress):
-        learned = learned_curves(task, stacked, kind, lr, ec)
-        # tuned lr from a baselines file, or tuned here over the grid on these seeds
+        scale = float(reward_scale.get(task, 1.0))
+        learned = learned_curves(task, stacked, kind, lrs, ec, scale)
         grid = [adam_lrs[task]] if task in adam_lrs else list(LR_GRID)
-        hand = adam_curves(task, [*grid, 0.0], ec)
-        best = int(np.argmax(final_return(hand[:-1], ec.final_fraction).mean(-1)))
-        tuned_lrs[task] = grid[best]
-        curves = {
-            "learned": learned[0],
-            "learned_init": learned[1],
-            "adam": hand[best],
-            "random": hand[-1],
+        hand = adam_curves(task, [*grid, 0.0], ec, scale)
+        picked = {
+            "learned": (learned[0], list(lrs)),
+            "learned_init": (learned[1], list(lrs)),
+            "adam": (hand[:-1], grid),
         }
-        results[task] = {
-            name: {
-                "curve": c.mean(0).tolist(),
-                "seed_scores": final_return(c, ec.final_fraction).tolist(),
-                "score": float(final_return(c, ec.final_fraction).mean()),
-            }
-            for name, c in curves.items()
-        }
-        results[task]["adam"]["lr"] = tuned_lrs[task]
+        results[task] = {"random": summary(hand[-1], ec, 0.0)}
+        for name, (curves, grid_lrs) in picked.items():
+            best = best_of(curves, ec)
+            results[task][name] = summary(curves[best], ec, float(grid_lrs[best]))
+        results[task]["reward_scale"] = scale
     return results
+
+
+def summary(curves: np.ndarray, ec: EvalConfig, lr: float) -> dict:
+    """Mean curve, per-seed final returns and their mean, of (seeds, num_updates) curves."""
+    scores = final_return(curves, ec.final_fraction)
+    return {
+        "curve": curves.mean(0).tolist(),
+        "seed_scores": scores.tolist(),
+        "score": float(scores.mean()),
+        "lr": lr,
+    }
 
 
 def normalised(results: dict) -> dict:
@@ -112,7 +132,7 @@ def normalised(results: dict) -> dict:
 
 def write_report(results: dict, norm: dict, out: Path, header: dict) -> None:
     methods = ("learned", "learned_init", "adam", "random")
-    head = ["task", *methods, "learned (norm.)", "learned_init (norm.)"]
+    head = ["task", *methods, "learned (norm.)", "learned_init (norm.)", "lr learned/init/adam"]
     rows = []
     for task, r in results.items():
         rows.append(
@@ -120,10 +140,11 @@ def write_report(results: dict, norm: dict, out: Path, header: dict) -> None:
             + [f"{r[m]['score']:.3f}" for m in methods]
             + [f"{norm['learned']['per_task'][task]:.2f}"]
             + [f"{norm['learned_init']['per_task'][task]:.2f}"]
+            + ["/".join(f"{r[m]['lr']:g}" for m in methods[:3])]
         )
     rows.append(
         ["mean (normalised)", "", "", "", "", f"{norm['learned']['mean']:.2f}"]
-        + [f"{norm['learned_init']['mean']:.2f}"]
+        + [f"{norm['learned_init']['mean']:.2f}", ""]
     )
     md = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     md += ["| " + " | ".join(row) + " |" for row in rows]
@@ -172,7 +193,20 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m meta_train evaluate")
     p.add_argument("checkpoint", help="meta_params.msgpack, a run folder, or a pretrained name")
     add_eval_options(p)
-    p.add_argument("--lr", type=float, help="learning rate of the learned optimizer")
+    p.add_argument(
+        "--lr",
+        type=float,
+        nargs="+",
+        help="learning rates of the learned optimizer, best per task is kept "
+        "(default: the checkpoint's agent lr x 1/3, 1, 3)",
+    )
+    p.add_argument(
+        "--reward-scale",
+        choices=("checkpoint", "none"),
+        default="checkpoint",
+        help="per-task reward scale in the A2C loss of every method: the one the checkpoint was "
+        "meta-trained with (default), or none",
+    )
     p.add_argument("--baselines", help="baselines.json from `python -m meta_train baselines`")
     p.add_argument("--adam-lr", type=float, help="Adam lr on every task (default: tuned here)")
     p.add_argument("--out", default="runs/evaluate")
@@ -189,15 +223,20 @@ def main(argv: list[str]) -> int:
         adam_lrs = {task: r["adam"]["lr"] for task, r in tuned.items()}
     elif args.adam_lr:
         adam_lrs = dict.fromkeys(ec.tasks, args.adam_lr)
-    lr = args.lr or header.get("hyperparameters", {}).get("learning_rate", 1e-3)
+    base_lr = header.get("hyperparameters", {}).get("learning_rate", 1e-3)
+    lrs = args.lr or [base_lr / 3, base_lr, base_lr * 3]
+    scale = {}
+    if args.reward_scale == "checkpoint":
+        scale = header.get("provenance", {}).get("reward_scale", {})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = evaluate(meta_params, header["kind"], lr, ec, adam_lrs)
+    results = evaluate(meta_params, header["kind"], lrs, ec, adam_lrs, scale)
     norm = normalised(results)
     info = {
         "checkpoint": args.checkpoint,
         "kind": header["kind"],
-        "lr": lr,
+        "lrs": lrs,
+        "reward_scale": scale,
         "adam_lrs": adam_lrs,
         "eval_config": {**ec.__dict__, "tasks": list(ec.tasks)},
         "checkpoint_header": header,

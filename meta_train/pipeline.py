@@ -160,6 +160,10 @@ class Pipeline:
         k = self.config.inner_steps
 
         def unit_loss(unit: Unit, key):
+            # Rematerialised: the backward pass keeps only the carries between inner updates and
+            # recomputes each update's activations (the optimizer's GRU state is 16 floats per
+            # agent parameter, so storing every intermediate does not fit in CPU memory).
+            @jax.checkpoint
             def inner(carry, key):
                 params, opt_state, env = carry
                 traj, env = agent.rollout(params, env, key)

@@ -98,6 +98,7 @@ def save_meta_params(path: Path, state: MetaState, config: MetaTrainConfig, pres
         reset_interval=config.reset_interval,
         pipeline=config.pipeline,
         meta_lr=config.meta_lr,
+        reward_scale={t: config.scale_for(t) for t in config.tasks},
         skipped_nonfinite=int(state.nonfinite),
     )
 

@@ -209,3 +209,38 @@ def test_evaluation_normalisation_by_hand():
     norm = normalised(results)
     assert norm["learned"]["per_task"] == {"a": 0.75, "b": 1.0}
     assert norm["learned"]["mean"] == 0.875 and norm["learned_init"]["mean"] == 0.5
+
+
+def test_evaluate_cli_picks_each_methods_best_lr(tmp_path):
+    """The table's learned score is the best over --lr of independently recomputed scores."""
+    from meta_train.baselines import EvalConfig, final_return
+    from meta_train.evaluate import learned_curves
+
+    ckpt = tmp_path / "opt.msgpack"
+    meta = optim4rl.init_meta_params(jax.random.key(3), "optim4rl")
+    optim4rl.save_meta_params(
+        ckpt,
+        meta,
+        "optim4rl",
+        hyperparameters={"learning_rate": 1e-3},
+        reward_scale={"small_dense_short": 10.0},
+    )
+    argv = ["evaluate", str(ckpt), "--preset", "smoke", "--lr", "3e-3", "3e-2"]
+    assert cli([*argv, "--adam-lr", "1e-2", "--out", str(tmp_path / "ev")]) == 0
+    result = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    task = result["results"]["small_dense_short"]
+    assert task["reward_scale"] == 10.0
+    ec = EvalConfig(tasks=("small_dense_short",), seeds=2, num_updates=20)
+    stacked = jax.tree_util.tree_map(lambda a: jnp.stack([a]), meta)
+    scores = [
+        float(
+            final_return(
+                learned_curves("small_dense_short", stacked, "optim4rl", [lr], ec, 10.0), 0.1
+            ).mean()
+        )
+        for lr in (3e-3, 3e-2)
+    ]
+    best = int(np.argmax(scores))
+    assert task["learned"]["lr"] == (3e-3, 3e-2)[best]
+    np.testing.assert_allclose(task["learned"]["score"], scores[best], rtol=1e-5, atol=1e-6)
+    assert (tmp_path / "ev" / "curves.png").exists()
