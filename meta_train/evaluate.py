@@ -4,7 +4,8 @@ optimizer, the same optimizer at its random initialisation, and tuned Adam; tabl
 Score of a run: its final return (mean episode return over the last 10% of updates). Per task the
 score is normalised between the random policy (the untrained network, lr = 0) and tuned Adam:
     normalised = (R_opt - R_random) / (R_adam - R_random)
-and averaged over tasks. Writes eval.json, eval.md, eval.csv and curves.png/.pdf into --out.
+and averaged over the tasks where Adam is above random by 2 standard errors (elsewhere the gap
+is noise, and so would the normalised score be); the mean over all tasks is reported too. Writes eval.json, eval.md, eval.csv and curves.png/.pdf into --out.
 """
 
 from __future__ import annotations
@@ -118,36 +119,65 @@ def summary(curves: np.ndarray, ec: EvalConfig, lr: float) -> dict:
     }
 
 
+def separated(adam: dict, random: dict, z: float = 2.0) -> bool:
+    """Whether tuned Adam's final return is clearly above the random policy's:
+    mean(A) - mean(R) > z * sqrt(var(A)/n_A + var(R)/n_R), over per-seed scores.
+
+    Where it is not, the normalising gap is noise and a normalised score would be too.
+    """
+    a, r = np.asarray(adam["seed_scores"]), np.asarray(random["seed_scores"])
+    se = np.sqrt(a.var(ddof=1) / a.size + r.var(ddof=1) / r.size) if min(a.size, r.size) > 1 else 0
+    return bool(a.mean() - r.mean() > z * se)
+
+
 def normalised(results: dict) -> dict:
-    """Per method, per task (R - R_random) / (R_adam - R_random), and the mean over tasks."""
-    out = {}
+    """Per method, per task (R - R_random) / (R_adam - R_random); the mean over the tasks where
+    Adam is clearly above random (`separated`), and the mean over all tasks.
+
+    out[method] = {"per_task", "mean", "mean_all"}; out["noise_tasks"] lists the excluded tasks.
+    """
+    noise = [t for t, r in results.items() if not separated(r["adam"], r["random"])]
+    out: dict = {"noise_tasks": noise}
     for method in ("learned", "learned_init", "adam"):
         per = {}
         for task, r in results.items():
             lo, hi = r["random"]["score"], r["adam"]["score"]
             per[task] = (r[method]["score"] - lo) / (hi - lo) if hi != lo else float("nan")
-        out[method] = {"per_task": per, "mean": float(np.mean(list(per.values())))}
+        kept = [v for t, v in per.items() if t not in noise]
+        out[method] = {
+            "per_task": per,
+            "mean": float(np.mean(kept)) if kept else float("nan"),
+            "mean_all": float(np.mean(list(per.values()))),
+        }
     return out
 
 
 def write_report(results: dict, norm: dict, out: Path, header: dict) -> None:
     methods = ("learned", "learned_init", "adam", "random")
     head = ["task", *methods, "learned (norm.)", "learned_init (norm.)", "lr learned/init/adam"]
+
+    def flag(task):  # "*": Adam is not clearly above random here; left out of the first mean
+        return " *" if task in norm["noise_tasks"] else ""
+
     rows = []
     for task, r in results.items():
         rows.append(
             [task]
             + [f"{r[m]['score']:.3f}" for m in methods]
-            + [f"{norm['learned']['per_task'][task]:.2f}"]
-            + [f"{norm['learned_init']['per_task'][task]:.2f}"]
+            + [f"{norm['learned']['per_task'][task]:.2f}{flag(task)}"]
+            + [f"{norm['learned_init']['per_task'][task]:.2f}{flag(task)}"]
             + ["/".join(f"{r[m]['lr']:g}" for m in methods[:3])]
         )
-    rows.append(
-        ["mean (normalised)", "", "", "", "", f"{norm['learned']['mean']:.2f}"]
-        + [f"{norm['learned_init']['mean']:.2f}", ""]
-    )
+    for key, label in (("mean", "mean (tasks where Adam > random)"), ("mean_all", "mean (all)")):
+        means = [f"{norm[m][key]:.2f}" for m in ("learned", "learned_init")]
+        rows.append([label, "", "", "", "", *means, ""])
     md = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     md += ["| " + " | ".join(row) + " |" for row in rows]
+    if norm["noise_tasks"]:
+        md += [
+            "",
+            "\\* tuned Adam is not above the random policy by 2 standard errors on this task.",
+        ]
     atomic_write(out / "eval.md", ("\n".join(md) + "\n").encode())
     atomic_write(out / "eval.csv", ("\n".join(",".join(x) for x in [head, *rows]) + "\n").encode())
     payload = {"header": header, "results": results, "normalised": norm}

@@ -199,16 +199,20 @@ def test_evaluation_normalisation_by_hand():
     curves = np.arange(20.0).reshape(2, 10)
     np.testing.assert_allclose(final_return(curves, 0.2), [8.5, 18.5])
 
-    def r(score):
-        return {"score": score}
+    def r(score, spread=0.1):  # per-seed scores with this mean
+        return {"score": score, "seed_scores": [score - spread, score, score + spread]}
 
     results = {
         "a": {"learned": r(0.5), "learned_init": r(0.0), "adam": r(1.0), "random": r(-1.0)},
         "b": {"learned": r(2.0), "learned_init": r(1.0), "adam": r(2.0), "random": r(0.0)},
+        # gap 0.5 against a standard error of sqrt(2 * 1 / 3) = 0.82: noise, left out of "mean"
+        "c": {"learned": r(5.0), "learned_init": r(0.0), "adam": r(0.5, 1), "random": r(0.0, 1)},
     }
     norm = normalised(results)
-    assert norm["learned"]["per_task"] == {"a": 0.75, "b": 1.0}
+    assert norm["noise_tasks"] == ["c"]
+    assert norm["learned"]["per_task"] == {"a": 0.75, "b": 1.0, "c": 10.0}
     assert norm["learned"]["mean"] == 0.875 and norm["learned_init"]["mean"] == 0.5
+    np.testing.assert_allclose(norm["learned"]["mean_all"], (0.75 + 1.0 + 10.0) / 3)
 
 
 def test_evaluate_cli_picks_each_methods_best_lr(tmp_path):
