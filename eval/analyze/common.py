@@ -132,3 +132,62 @@ def load_resel_run(folder: str | Path, seed_index: int = 0, env: tuple | None = 
         env,
         env_params,
     )
+
+
+def rollout(policy, params, env, env_params, keys, steps: int, params_axis: int | None = None):
+    """Deterministic episodes (action tanh(mu), or argmax) from a zero carry, as RESeL evaluates;
+    one per key. `params_axis=0` gives each episode its own env params (a batched params tree).
+
+    Returns (seq, alive): the policy inputs `Seq` with fields (episodes, steps, ...), and alive
+    (episodes, steps), 1.0 up to and including the step where each first episode ends. After an
+    end the env resets (same params) and `start` is 1 on the new episode's first step.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from resel.networks import Seq
+
+    space = env.action_space(env_params)
+    discrete = bool(getattr(space, "discrete", False))
+    act_dim = int(space.n) if discrete else int(np.prod(space.shape))
+    if not discrete:
+        low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
+
+    def to_env(a):
+        return jnp.argmax(a) if discrete else low + (a + 1.0) * 0.5 * (high - low)
+
+    def one(k, env_params):
+        k_reset, k_run = jax.random.split(k)
+        obs, s = env.reset(k_reset, env_params)
+        obs = obs.reshape(-1)
+        carry = policy.apply(params, 1, method=policy.initial_carry)
+        z = jnp.zeros(())
+        init = (s, obs, jnp.zeros_like(obs), jnp.zeros(act_dim), z, jnp.ones(()), carry, z + 1)
+
+        def body(c, k_t):
+            s, o, lo, la, lr, st, carry, alive = c
+            inp = Seq(o[None], lo[None], la[None], lr.reshape(1, 1), st.reshape(1))
+            (mean, _), carry = policy.apply(params, inp, carry, method=policy.step)
+            a = jax.nn.one_hot(jnp.argmax(mean[0]), act_dim) if discrete else jnp.tanh(mean[0])
+            o2, s, rew, done, _ = env.step(k_t, s, to_env(a), env_params)
+            d = done.astype(jnp.float32)
+            r = jnp.asarray(rew, jnp.float32).reshape(())
+            rec = (o, lo, la, lr.reshape(1), st, alive)
+            nxt = (
+                s,
+                o2.reshape(-1),
+                o * (1 - d),
+                a * (1 - d),
+                r * (1 - d),
+                d,
+                carry,
+                alive * (1 - d),
+            )
+            return nxt, rec
+
+        _, rec = jax.lax.scan(body, init, jax.random.split(k_run, steps))
+        return rec
+
+    run = jax.jit(jax.vmap(one, in_axes=(0, params_axis)))
+    o, lo, la, lr, st, alive = run(keys, env_params)
+    return Seq(o, lo, la, lr, st), alive

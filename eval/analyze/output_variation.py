@@ -22,6 +22,7 @@ holds on these episodes (the proof's two triangle inequalities), so it is a chec
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import sys
 import time
@@ -40,6 +41,9 @@ from eval.analyze.common import (
     save_figure,
     write_csv,
     write_json,
+)
+from eval.analyze.common import (
+    rollout as common_rollout,
 )
 
 SCALES = {
@@ -95,56 +99,8 @@ def action_of(mean: jax.Array, discrete: bool) -> jax.Array:
 
 
 def rollout(policy, params, env, env_params, key, episodes: int, steps: int):
-    """Deterministic episodes of `params` from a zero carry (as RESeL evaluates).
-
-    Returns (seq, alive): the policy inputs `Seq` with fields (episodes, steps, ...) and alive
-    (episodes, steps), 1.0 up to and including the last step of each first episode.
-    """
-    from resel.networks import Seq
-
-    space = env.action_space(env_params)
-    discrete = bool(getattr(space, "discrete", False))
-    act_dim = int(space.n) if discrete else int(np.prod(space.shape))
-    if not discrete:
-        low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
-
-    def to_env(a):
-        return jnp.argmax(a) if discrete else low + (a + 1.0) * 0.5 * (high - low)
-
-    def one(k):
-        k_reset, k_run = jax.random.split(k)
-        obs, s = env.reset(k_reset, env_params)
-        obs = obs.reshape(-1)
-        carry = policy.apply(params, 1, method=policy.initial_carry)
-        z = jnp.zeros(())
-        init = (s, obs, jnp.zeros_like(obs), jnp.zeros(act_dim), z, jnp.ones(()), carry, z + 1)
-
-        def body(c, k_t):
-            s, o, lo, la, lr, st, carry, alive = c
-            inp = Seq(o[None], lo[None], la[None], lr.reshape(1, 1), st.reshape(1))
-            (mean, _), carry = policy.apply(params, inp, carry, method=policy.step)
-            a = jax.nn.one_hot(jnp.argmax(mean[0]), act_dim) if discrete else jnp.tanh(mean[0])
-            o2, s, rew, done, _ = env.step(k_t, s, to_env(a), env_params)
-            d = done.astype(jnp.float32)
-            r = jnp.asarray(rew, jnp.float32).reshape(())
-            rec = (o, lo, la, lr.reshape(1), st, alive)
-            nxt = (
-                s,
-                o2.reshape(-1),
-                o * (1 - d),
-                a * (1 - d),
-                r * (1 - d),
-                d,
-                carry,
-                alive * (1 - d),
-            )
-            return nxt, rec
-
-        _, rec = jax.lax.scan(body, init, jax.random.split(k_run, steps))
-        return rec
-
-    o, lo, la, lr, st, alive = jax.jit(jax.vmap(one))(jax.random.split(key, episodes))
-    return Seq(o, lo, la, lr, st), alive
+    """Deterministic episodes of `params` from a zero carry (see common.rollout) -> (seq, alive)."""
+    return common_rollout(policy, params, env, env_params, jax.random.split(key, episodes), steps)
 
 
 def masked_mean(x: jax.Array, alive: jax.Array) -> np.ndarray:
@@ -293,7 +249,7 @@ def _agent(args, scale: dict):
     # the buffer only holds the warm-up data: size it to that
     warm = max(cfg.warmup_steps, 2 * int(env.episode_length(env_params)))
     warm -= warm % (cfg.policy_every * cfg.env_steps_per_update)
-    cfg = C.dataclasses.replace(cfg, total_steps=warm, warmup_steps=warm)
+    cfg = dataclasses.replace(cfg, total_steps=warm, warmup_steps=warm)
     trainer = train.make_train(cfg, env, env_params)
     state = trainer.warmup(trainer.init(jax.random.PRNGKey(args.seed)[None]))
     state = jax.tree.map(lambda x: x[0], state)
@@ -306,6 +262,7 @@ def analyse(args) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     scale = SCALES[args.scale]
+    settings = settings_from(args.pairs, args.learned, args.learned_other)
     env_name, env, env_params, trainer, agent, buffer, source = _agent(args, scale)
     steps = min(args.steps or scale["steps"], int(env.episode_length(env_params)))
     episodes = args.episodes or scale["episodes"]
@@ -318,7 +275,6 @@ def analyse(args) -> dict[str, Any]:
     import optax
 
     gnorm = {k: float(optax.tree.norm(v)) for k, v in grads["params"].items()}
-    settings = settings_from(args.pairs, args.learned, args.learned_other)
     results = []
     for s in tqdm(settings, desc="one-step updates", unit="setting"):
         after = one_step(agent.policy, grads, s)
