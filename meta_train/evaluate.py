@@ -43,7 +43,9 @@ def load(checkpoint: str) -> tuple[dict, dict]:
     return optim4rl.load_meta_params(path)
 
 
-def learned_curves(task, meta_params, kind, lrs, ec: EvalConfig, reward_scale=1.0, seed=0):
+def learned_curves(
+    task: str, meta_params, kind: str, lrs, ec: EvalConfig, reward_scale: float = 1.0, seed: int = 0
+) -> np.ndarray:
     """(len(meta_params), len(lrs), seeds, num_updates) for a stack of meta-parameter trees."""
     config = A2CConfig(task=task, num_updates=ec.num_updates, reward_scale=reward_scale)
     train = make_train_fn(config, lambda h: optim4rl.learned(h[1], h[0], kind))
