@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,15 +20,16 @@ def _pyplot():
     return plt
 
 
-def _save(fig: Any, stem: Path) -> list[Path]:
+def save_figure(fig: Any, stem: Path, dpi: int = 120) -> list[Path]:
+    """The figure as stem.png and stem.pdf."""
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     for p in paths:
-        fig.savefig(p, dpi=120, bbox_inches="tight")
+        fig.savefig(p, dpi=dpi, bbox_inches="tight")
     return paths
 
 
 def _grid(n: int):
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(n, 3)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
@@ -55,7 +57,7 @@ def learning_curves(groups: list, stem: Path, *, title: str = "") -> list[Path]:
     axes[0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    paths = _save(fig, stem)
+    paths = save_figure(fig, stem)
     plt.close(fig)
     return paths
 
@@ -100,6 +102,6 @@ def sensitivity(groups: list, stem: Path, *, last: int = 1, title: str = "") -> 
     axes[0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    paths = _save(fig, stem)
+    paths = save_figure(fig, stem)
     plt.close(fig)
     return paths

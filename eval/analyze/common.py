@@ -59,23 +59,6 @@ def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) 
     return path
 
 
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig: Any, stem: Path) -> list[Path]:
-    """The figure as stem.png and stem.pdf."""
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    for p in paths:
-        fig.savefig(p, dpi=130, bbox_inches="tight")
-    return paths
-
-
 @dataclass
 class ReselRun:
     """One seed of a RESeL run folder (`python -m resel --out DIR`) restored from its checkpoint."""

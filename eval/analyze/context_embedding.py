@@ -31,12 +31,11 @@ from eval.analyze.common import (
     AnalysisError,
     load_resel_run,
     out_dir,
-    pyplot,
     rollout,
-    save_figure,
     write_csv,
     write_json,
 )
+from eval.plots import pyplot, save_figure
 
 SCALES = {
     # the paper: HalfCheetah, 40 gravities x one 1000-step episode, a fully trained policy
@@ -180,7 +179,7 @@ def plot(data: dict[str, Any], burn_in: int, stem: Path, title: str) -> tuple[li
         ax.legend(fontsize=7, markerscale=3)
     fig.colorbar(sc, ax=axes, label="gravity multiplier")
     fig.suptitle(title, fontsize=9)
-    paths = save_figure(fig, stem)
+    paths = save_figure(fig, stem, dpi=130)
     plt.close(fig)
     return paths, ratios
 

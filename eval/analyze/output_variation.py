@@ -37,14 +37,13 @@ from eval.analyze.common import (
     AnalysisError,
     load_resel_run,
     out_dir,
-    pyplot,
-    save_figure,
     write_csv,
     write_json,
 )
 from eval.analyze.common import (
     rollout as common_rollout,
 )
+from eval.plots import pyplot, save_figure
 
 SCALES = {
     # paper: WalkerBLT-V-v0 (Brax stand-in Walker2d-V), 1000-step episodes, paper networks
@@ -322,7 +321,7 @@ def plot(result: dict[str, Any], stem) -> list:
     fig.suptitle(f"{result['env']}: action variation after one policy step ({result['source']})",
                  fontsize=8)  # fmt: skip
     fig.tight_layout()
-    paths = save_figure(fig, stem)
+    paths = save_figure(fig, stem, dpi=130)
     plt.close(fig)
     return paths
 

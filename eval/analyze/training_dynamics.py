@@ -25,11 +25,10 @@ import numpy as np
 from eval.analyze.common import (
     AnalysisError,
     out_dir,
-    pyplot,
-    save_figure,
     write_csv,
     write_json,
 )
+from eval.plots import pyplot, save_figure
 
 MODULES = ("context_encoder", "pre_encoder", "obs_encoder", "action_encoder", "head")
 REQUIRED = ("critic_loss", "policy/grad_norm/total", "critic/grad_norm/total")
@@ -207,7 +206,7 @@ def plot_task(task: str, groups: list[Group], aggs: dict, out: Path) -> list[Pat
     axes[0].legend(fontsize=7)
     fig.suptitle(f"{task}: gradient norms and value loss (mean +- s.e. over seeds)")
     fig.tight_layout()
-    files += save_figure(fig, out / f"dynamics_{_safe(task)}")
+    files += save_figure(fig, out / f"dynamics_{_safe(task)}", dpi=130)
     plt.close(fig)
     nets = [n for n in ("policy", "critic") if any(m.startswith(n) for _, _, m in aggs)]
     fig, axes = plt.subplots(len(nets), len(MODULES), figsize=(3.2 * len(MODULES), 3 * len(nets)),
@@ -225,7 +224,7 @@ def plot_task(task: str, groups: list[Group], aggs: dict, out: Path) -> list[Pat
     axes[0, 0].legend(fontsize=6)
     fig.suptitle(f"{task}: gradient norm per module (mean +- s.e.)")
     fig.tight_layout()
-    files += save_figure(fig, out / f"modules_{_safe(task)}")
+    files += save_figure(fig, out / f"modules_{_safe(task)}", dpi=130)
     plt.close(fig)
     return files
 
