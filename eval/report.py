@@ -104,9 +104,11 @@ def _fmt_g(mean: float, se: float) -> str:
 
 
 def summarize(groups: list[Group], last: int) -> list[dict[str, Any]]:
-    """One row per group: final (mean of the last `last` evals) and AUC statistics."""
+    """One row per group: first evaluation, final (mean of the last `last` evals) and AUC
+    statistics."""
     rows = []
     for g in groups:
+        first_m, first_se = stats.mean_se(g.curves[:, 0])
         final = stats.final_return(g.curves, min(last, g.curves.shape[1]))
         auc = stats.area_under_curve(g.steps, g.curves) if g.curves.shape[1] > 1 else final
         fm, fse = stats.mean_se(final)
@@ -119,6 +121,8 @@ def summarize(groups: list[Group], last: int) -> list[dict[str, Any]]:
                 "seeds": len(g.seeds),
                 "diverged": len(g.diverged),
                 "env_steps": float(g.steps[-1]),
+                "first_mean": first_m,
+                "first_se": first_se,
                 "final_mean": fm,
                 "final_se": fse,
                 "final_iqm": point,
@@ -269,21 +273,24 @@ def markdown(
     lines = [
         f"Final return = mean of the last {last} evaluation(s); AUC = average return over training "
         "(trapezoid area / steps); mean ± standard error over seeds; IQM with a stratified "
-        f"bootstrap 95% interval ({BOOTSTRAP_REPS} resamples, numpy, rliable's method).",
+        f"bootstrap 95% interval ({BOOTSTRAP_REPS} resamples, numpy, rliable's method). First "
+        "eval = return at the first evaluation: the untrained agent where the algorithm evaluates "
+        "before training (ppo, resel), the first training window for a2c; a final return that is "
+        "not above it has learned nothing.",
         "",
     ]
     for task in dict.fromkeys(r["task"] for r in summary):
         lines += [
             f"### {task}",
             "",
-            "| optimizer | seeds | env steps | final return | IQM [95% CI] | AUC |",
-            "|---|---|---|---|---|---|",
+            "| optimizer | seeds | env steps | first eval | final return | IQM [95% CI] | AUC |",
+            "|---|---|---|---|---|---|---|",
         ]
         for r in (r for r in summary if r["task"] == task):
             div = f" ({r['diverged']} diverged)" if r["diverged"] else ""
             lines.append(
                 f"| {r['optimizer']} | {r['seeds']}{div} | {r['env_steps']:.3g} | "
-                f"{_fmt(r['final_mean'], r['final_se'])} | {r['final_iqm']:.1f} "
+                f"{_fmt(r['first_mean'], r['first_se'])} | {_fmt(r['final_mean'], r['final_se'])} | {r['final_iqm']:.1f} "
                 f"[{r['final_iqm_ci_low']:.1f}, {r['final_iqm_ci_high']:.1f}] | "
                 f"{_fmt(r['auc_mean'], r['auc_se'])} |"
             )

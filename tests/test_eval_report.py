@@ -133,6 +133,9 @@ def test_report_numbers_and_normalisation(tmp_path):
     assert float(r["final_mean"]) == 30 and float(r["final_se"]) == pytest.approx(10)
     # AUC seed 0: (100*(0+10)/2 + 100*(10+20)/2)/200 = 10; seed 1: (500 + 2500)/200 = 15
     assert float(r["auc_mean"]) == pytest.approx(12.5)
+    b = rows["b", "sgd[lr=1.0]"]  # first evaluations 100, 100: the untrained return beside final
+    assert float(b["first_mean"]) == 100 and float(b["first_se"]) == 0
+    assert "| sgd[lr=1.0] | 2 | 200 | 100.0 ± 0.0 | 300.0 ± 0.0 |" in text
     with open(out / "report" / "aggregate.csv") as f:
         agg = {r["optimizer"]: r for r in csv.DictReader(f)}
     # task a: low 0, high 30; task b: low 100, high 300 (sgd[lr=1.0] final mean)

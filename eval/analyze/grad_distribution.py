@@ -342,11 +342,9 @@ def curve_means(metrics: dict[str, np.ndarray], windows: tuple[int, ...], w: int
 
 def plot(results: dict, labels: dict[str, str]) -> dict[str, bytes]:
     """2 x 3 density histograms (rows: settings, columns: phases) as PNG and PDF bytes."""
-    import matplotlib
+    from eval.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.4), sharex=True)
     for r, setting in enumerate(SETTINGS):
         for col, phase in enumerate(PHASES):
