@@ -290,21 +290,6 @@ def test_training_dynamics_errors_name_the_problem(study_dir, resel_run, tmp_pat
 # context-embedding
 
 
-def test_pca_matches_the_covariance_eigenvectors():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(500, 6)) @ np.diag([5.0, 3.0, 1.0, 0.5, 0.2, 0.1])
-    x = x @ np.linalg.qr(rng.normal(size=(6, 6)))[0] + 7.0
-    scores, comps, ratio = ce.pca(x, 2)
-    evals, evecs = np.linalg.eigh(np.cov(x.T))
-    order = np.argsort(evals)[::-1]
-    for k in range(2):
-        v = evecs[:, order[k]]
-        assert abs(abs(v @ comps[k]) - 1.0) < 1e-8  # same direction up to sign
-        np.testing.assert_allclose(np.abs(scores[:, k]), np.abs((x - x.mean(0)) @ v), atol=1e-8)
-    np.testing.assert_allclose(ratio, evals[order[:2]] / evals.sum(), rtol=1e-8)
-    assert ratio[0] > 0.6  # the first axis holds 25 / (25 + 9 + 1.3) of the variance
-
-
 def test_linear_r2_against_numpy_lstsq():
     rng = np.random.default_rng(1)
     xa, xb = rng.normal(size=(200, 4)), rng.normal(size=(100, 4))

@@ -3,9 +3,9 @@
 RESeL is trained briefly on a gravity task of resel.envs (or restored with --run), then its policy
 acts deterministically in episodes with a fixed gravity each, for every training and held-out
 gravity of the task's fixed set (resel.envs.gravity: 1.5^u, u ~ U(-3, 3), 40 train, 20 held out).
-The policy's context-encoder output e_t (ce_out dims) at every step is projected to 2-d with PCA
-(numpy SVD; the paper used t-SNE) and drawn coloured by the gravity multiplier, held-out gravities
-marked.
+The policy's context-encoder output e_t (ce_out dims) at every step is projected to 2-d with t-SNE
+as in the paper (exact, on an evenly drawn subsample of --tsne-points steps) or PCA, and drawn
+coloured by the gravity multiplier, held-out gravities marked.
 
 Does the embedding encode gravity? A least-squares fit log g ~ w.e_t + b on the steps (after a
 burn-in since the episode start) of the training-gravity episodes, scored by R^2 on the held-out
@@ -35,6 +35,7 @@ from eval.analyze.common import (
     write_csv,
     write_json,
 )
+from eval.analyze.projection import pca, tsne
 from eval.plots import pyplot, save_figure
 
 SCALES = {
@@ -54,17 +55,6 @@ SCALES = {
         "burn_in": 20,
     },  # fmt: skip
 }
-
-
-def pca(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """PCA by SVD of the centred data. x (n, d) -> (scores (n, k), components (k, d),
-    explained-variance ratios (k,)); scores = (x - mean) @ components.T."""
-    x = np.asarray(x, np.float64)
-    xc = x - x.mean(axis=0)
-    _, s, vt = np.linalg.svd(xc, full_matrices=False)
-    var = s**2
-    ratio = var / var.sum() if var.sum() > 0 else np.zeros_like(var)
-    return xc @ vt[:k].T, vt[:k], ratio[:k]
 
 
 def linear_r2(x_train, y_train, x_test, y_test, ridge: float = 1e-6) -> float:
@@ -153,42 +143,57 @@ def scores(data: dict[str, Any], burn_in: int) -> dict[str, Any]:
     return out
 
 
-def plot(data: dict[str, Any], burn_in: int, stem: Path, title: str) -> tuple[list[Path], dict]:
-    """PCA of the trained and untrained embeddings (each its own PCA), coloured by gravity."""
+def project(x: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, str]:
+    """x (n, d) -> (2-d points (n, 2), a label with the method's quality measure)."""
+    if method == "pca":
+        xy, _, ratio = pca(x)
+        return xy, f"PCA: PC1 {ratio[0]:.0%}, PC2 {ratio[1]:.0%} of variance"
+    xy, kl = tsne(x, seed=seed)
+    return xy, f"t-SNE: KL {kl:.2f}"
+
+
+def plot(
+    data: dict[str, Any], burn_in: int, stem: Path, title: str, method: str, points: int, seed: int
+) -> tuple[list[Path], dict]:
+    """2-d projections of the trained and untrained embeddings (each its own), coloured by
+    gravity; t-SNE on at most `points` steps drawn evenly without replacement."""
     import matplotlib.colors as mcolors
 
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     keep = data["age"] >= burn_in
     n, t = keep.shape
     g = np.broadcast_to(data["gravity"][:, None], (n, t))[keep]
     held = np.broadcast_to(data["held_out"][:, None], (n, t))[keep]
+    rows = np.arange(len(g))
+    if method == "tsne" and len(rows) > points:
+        rows = np.sort(np.random.default_rng(seed).choice(len(rows), points, replace=False))
+    g, held = g[rows], held[rows]
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     norm = mcolors.LogNorm(vmin=float(data["gravity"].min()), vmax=float(data["gravity"].max()))
-    ratios = {}
+    quality = {}
     for ax, name in zip(axes, ("trained", "untrained"), strict=True):
-        xy, _, ratio = pca(data[name][keep])
-        ratios[name] = ratio.tolist()
+        xy, quality[name] = project(data[name][keep][rows], method, seed)
         ax.scatter(*xy[~held].T, c=g[~held], cmap="coolwarm", norm=norm, s=2, alpha=0.5,
                    linewidths=0, label="training gravities")  # fmt: skip
         sc = ax.scatter(*xy[held].T, c=g[held], cmap="coolwarm", norm=norm, s=7, marker="x",
                         linewidths=0.6, label="held-out gravities")  # fmt: skip
-        ax.set_title(f"{name} encoder (PC1 {ratio[0]:.0%}, PC2 {ratio[1]:.0%} of variance)",
-                     fontsize=9)  # fmt: skip
-        ax.set_xlabel("PC 1")
-        ax.set_ylabel("PC 2")
+        ax.set_title(f"{name} encoder ({quality[name]}, {len(rows)} steps)", fontsize=9)
+        ax.set_xlabel(f"{method} 1")
+        ax.set_ylabel(f"{method} 2")
         ax.legend(fontsize=7, markerscale=3)
     fig.colorbar(sc, ax=axes, label="gravity multiplier")
     fig.suptitle(title, fontsize=9)
     paths = save_figure(fig, stem, dpi=130)
     plt.close(fig)
-    return paths, ratios
+    return paths, quality
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m eval analyze context-embedding",
-        description="RESeL Fig. 14: context-encoder embeddings under many gravities, 2-d PCA "
-        "coloured by gravity; R^2 of a linear fit of log gravity on held-out gravities.",
+        description="RESeL Fig. 14: context-encoder embeddings under many gravities, projected to "
+        "2-d (t-SNE or PCA) and coloured by gravity; R^2 of a linear fit of log gravity on "
+        "held-out gravities.",
     )
     p.add_argument("--scale", choices=sorted(SCALES), default="cpu")
     p.add_argument("--run", help="a `python -m resel --out` folder of a gravity task (skips "
@@ -198,11 +203,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--episode-length", type=int, help="steps per episode (training and rollouts)")
     p.add_argument("--episodes", type=int, help="episodes per gravity")
     p.add_argument("--burn-in", type=int, help="steps since the episode start left out")
+    p.add_argument("--projection", choices=("tsne", "pca"), default="tsne",
+                   help="2-d projection of the plot (default t-SNE, as in the paper)")  # fmt: skip
+    p.add_argument("--tsne-points", type=int, default=2000,
+                   help="steps drawn for the exact t-SNE (O(n^2) memory and time)")  # fmt: skip
     p.add_argument("--gravity-seed", type=int, default=0, help="seed of the 60-gravity set")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output folder (default runs/analyze/context-embedding-SCALE)")
     args = p.parse_args(argv)
-    for name in ("train_steps", "episode_length", "episodes"):
+    for name in ("train_steps", "episode_length", "episodes", "tsne_points"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     return args
@@ -248,7 +257,8 @@ def main(argv: list[str]) -> int:
         title = (f"{args.env}: policy context embeddings (step {run.step}, seed {run.seed}), "
                  f"{len(data['gravity'])} episodes x {data['age'].shape[1]} steps, "
                  f"steps >= {burn} after a start")  # fmt: skip
-        files, ratios = plot(data, burn, out / "context_embedding", title)
+        files, quality = plot(data, burn, out / "context_embedding", title, args.projection,
+                              args.tsne_points, args.seed)  # fmt: skip
     except AnalysisError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -262,14 +272,13 @@ def main(argv: list[str]) -> int:
     header = ["episode", "gravity", "split", "steps_used"] + [f"e{j}" for j in range(width)]
     files.append(write_csv(out / "episode_embeddings.csv", header, rows))
     summary = {**result, "env": args.env, "run": str(run.folder), "policy_step": run.step,
-               "seed": run.seed, "explained_variance": ratios,
+               "seed": run.seed, "projection": quality,
                "alive_fraction": float(data["alive"].mean()),
                "train_and_collect_seconds": time.time() - t0, "train_seconds": trained_s}  # fmt: skip
     files.append(write_json(out / "summary.json", summary))
     print(f"{args.env}, policy at step {run.step}: held-out R^2 of log gravity from the "
           f"embedding: trained {result['r2_trained']:.3f}, untrained {result['r2_untrained']:.3f}, "
           f"current obs only {result['r2_obs']:.3f} ({result['test_samples']} held-out steps)")  # fmt: skip
-    print(f"PCA explained variance (PC1, PC2): trained {ratios['trained']}, "
-          f"untrained {ratios['untrained']}")  # fmt: skip
+    print(f"{args.projection}: trained {quality['trained']}; untrained {quality['untrained']}")
     print(f"wrote {', '.join(str(f) for f in files)} ({time.time() - t0:.0f} s)")
     return 0
