@@ -8,6 +8,7 @@ import sys
 
 from meta_train.config import PRESETS, preset
 from meta_train.envs import check_task
+from optim4rl import KINDS
 
 
 def _train_parser() -> argparse.ArgumentParser:
@@ -16,6 +17,7 @@ def _train_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--preset", default="cpu", choices=list(PRESETS))
     p.add_argument("--out", default="runs/meta_train", help="run folder")
+    p.add_argument("--kind", choices=list(KINDS), help="learned optimizer (default optim4rl)")
     p.add_argument("--tasks", help="comma-separated task names (default: the preset's)")
     p.add_argument("--units", type=int, dest="units_per_task", help="training units per task")
     p.add_argument("--reset-interval", type=int, dest="reset_interval", help="m")
@@ -38,6 +40,7 @@ def parse_train(argv: list[str]):
     overrides = {
         k: getattr(args, k)
         for k in (
+            "kind",
             "units_per_task",
             "reset_interval",
             "meta_lr",

@@ -17,7 +17,7 @@ from gymnax.environments import environment, spaces
 class EnvState:
     ball: jax.Array  # (2,) int32 row, col
     paddle: jax.Array  # () int32 column of the paddle on the bottom row
-    time: int
+    time: jax.Array  # () int32 steps since reset
 
 
 @struct.dataclass
@@ -55,7 +55,7 @@ class Catch(environment.Environment[EnvState, EnvParams]):
         state = EnvState(
             ball=jnp.stack([jnp.int32(0), col]).astype(jnp.int32),
             paddle=jnp.int32(self.cols // 2),
-            time=0,
+            time=jnp.int32(0),
         )
         return self.get_obs(state, params), state
 

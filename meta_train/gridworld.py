@@ -29,7 +29,7 @@ class EnvState:
     agent: jax.Array  # (2,) int32 row, col
     objects: jax.Array  # (k, 2) int32 row, col (meaningless while absent)
     present: jax.Array  # (k,) bool
-    time: int
+    time: jax.Array  # () int32 steps since reset
 
 
 @struct.dataclass
@@ -103,7 +103,7 @@ class GridWorld(environment.Environment[EnvState, EnvParams]):
             agent=pos[0],
             objects=pos[1:],
             present=jnp.ones((self.num_objects,), bool),
-            time=0,
+            time=jnp.int32(0),
         )
         return self.get_obs(state, params), state
 
@@ -111,7 +111,7 @@ class GridWorld(environment.Environment[EnvState, EnvParams]):
         # one draw for everything random in a step: (termination, respawn coin, respawn cell)
         u = jax.random.uniform(key, (self.num_objects, 3))
         target = state.agent + MOVES[action]
-        target = jnp.clip(target, 0, jnp.array([self.rows - 1, self.cols - 1]))
+        target = jnp.clip(target, 0, jnp.array([self.rows - 1, self.cols - 1], jnp.int32))
         blocked = params.walls[target[0], target[1]]
         agent = jnp.where(blocked, state.agent, target)
 
