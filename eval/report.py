@@ -3,6 +3,7 @@
 Writes DIR/report/: report.md (Markdown tables), runs.csv (one row per run), summary.csv (one row
 per task x optimizer), aggregate.csv (normalised scores across tasks), normalisation.csv (each
 task's normalising references, their gap ± standard error and whether the task is used),
+tuned.csv (per task, each swept family's best variant),
 curves.{png,pdf} (learning curves, mean +- standard error) and sensitivity.{png,pdf} (final return
 against a swept value).
 """
@@ -132,6 +133,34 @@ def summarize(groups: list[Group], last: int) -> list[dict[str, Any]]:
                 "auc_se": ase,
             }
         )
+    return rows
+
+
+def tuned(groups: list[Group], last: int) -> list[dict[str, Any]]:
+    """Per task and family, the swept variant with the best mean final return. Empty when no
+    family was swept. Chosen on the seeds it is scored on, so optimistic for every family alike."""
+    if all(
+        len({g.variant for g in groups if g.family == f}) < 2 for f in {g.family for g in groups}
+    ):
+        return []
+    rows = []
+    for t in dict.fromkeys(g.task for g in groups):
+        for f in dict.fromkeys(g.family for g in groups if g.task == t):
+            cell = [g for g in groups if g.task == t and g.family == f]
+            finals = [stats.final_return(g.curves, min(last, g.curves.shape[1])) for g in cell]
+            i = int(np.argmax([x.mean() for x in finals]))
+            mean, se = stats.mean_se(finals[i])
+            rows.append(
+                {
+                    "task": t,
+                    "family": f,
+                    "variant": cell[i].variant,
+                    "swept": len(cell),
+                    "seeds": len(cell[i].seeds),
+                    "final_mean": mean,
+                    "final_se": se,
+                }
+            )
     return rows
 
 
@@ -269,6 +298,7 @@ def markdown(
     agg_note: str,
     last: int,
     refs: list[dict[str, Any]] | None = None,
+    best: list[dict[str, Any]] | None = None,
 ) -> str:
     lines = [
         f"Final return = mean of the last {last} evaluation(s); AUC = average return over training "
@@ -293,6 +323,28 @@ def markdown(
                 f"{_fmt(r['first_mean'], r['first_se'])} | {_fmt(r['final_mean'], r['final_se'])} | {r['final_iqm']:.1f} "
                 f"[{r['final_iqm_ci_low']:.1f}, {r['final_iqm_ci_high']:.1f}] | "
                 f"{_fmt(r['auc_mean'], r['auc_se'])} |"
+            )
+        lines.append("")
+    if best:
+        families = list(dict.fromkeys(r["family"] for r in best))
+        lines += [
+            "### Tuned: each family at its best swept value, per task",
+            "",
+            "Final return ± standard error of the variant with the best mean final return (chosen "
+            "on the same seeds, so optimistic for every family alike).",
+            "",
+            "| task | " + " | ".join(families) + " |",
+            "|---|" + "---|" * len(families),
+        ]
+        for task in dict.fromkeys(r["task"] for r in best):
+            cells = {r["family"]: r for r in best if r["task"] == task}
+            lines.append(
+                f"| {task} | "
+                + " | ".join(
+                    f"{_fmt_g(c['final_mean'], c['final_se'])} ({c['variant']})" if c else ""
+                    for c in (cells.get(f) for f in families)
+                )
+                + " |"
             )
         lines.append("")
     if agg_note:
@@ -340,6 +392,7 @@ def write_report(out: str | Path) -> str:
     summary = summarize(groups, last)
     refs = normalisation_refs(groups, last)
     agg, agg_note = aggregate(groups, last, refs)
+    best = tuned(groups, last)
     folder = out / "report"
     folder.mkdir(exist_ok=True)
     _write_csv(
@@ -363,13 +416,14 @@ def write_report(out: str | Path) -> str:
     )
     _write_csv(folder / "summary.csv", summary)
     _write_csv(folder / "aggregate.csv", agg)
+    _write_csv(folder / "tuned.csv", best)
     if agg_note:
         _write_csv(folder / "normalisation.csv", refs)
     title = f"{study.get('name', out.name)} ({study.get('scale', '?')} scale)"
     figures = plots.learning_curves(groups, folder / "curves", title=title)
     figures += plots.sensitivity(groups, folder / "sensitivity", last=last, title=title)
     text = "\n".join(
-        [f"## {title}", "", markdown(summary, agg, agg_note, last, refs)]
+        [f"## {title}", "", markdown(summary, agg, agg_note, last, refs, best)]
         + [f"Note: {n}" for n in notes]
         + ([""] + [f"![{p.stem}]({p.name})" for p in figures if p.suffix == ".png"])
     )

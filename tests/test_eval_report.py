@@ -136,6 +136,12 @@ def test_report_numbers_and_normalisation(tmp_path):
     b = rows["b", "sgd[lr=1.0]"]  # first evaluations 100, 100: the untrained return beside final
     assert float(b["first_mean"]) == 100 and float(b["first_se"]) == 0
     assert "| sgd[lr=1.0] | 2 | 200 | 100.0 ± 0.0 | 300.0 ± 0.0 |" in text
+    with open(out / "report" / "tuned.csv") as f:
+        best = {r["task"]: r for r in csv.DictReader(f)}
+    # family sgd: on a, lr=0.1 (final 30) beats lr=1.0 (10); on b, lr=1.0 (300) beats 0.1 (100)
+    assert best["a"]["variant"] == "sgd[lr=0.1]" and float(best["a"]["final_mean"]) == 30
+    assert best["b"]["variant"] == "sgd[lr=1.0]" and float(best["b"]["final_se"]) == 0
+    assert "| a | 30 ± 10 (sgd[lr=0.1]) |" in text
     with open(out / "report" / "aggregate.csv") as f:
         agg = {r["optimizer"]: r for r in csv.DictReader(f)}
     # task a: low 0, high 30; task b: low 100, high 300 (sgd[lr=1.0] final mean)
