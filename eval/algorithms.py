@@ -259,35 +259,34 @@ class RESeLAlgorithm:
         cfg = config.preset(
             preset, task, **{**overrides, **extra, "total_steps": budget}, **optimizer
         )
-        try:
-            rows = train.run(cfg, task, list(seeds), None, progress=True)
-        except train.TrainingDiverged as err:
-            for i in range(len(seeds)):
+        index = {seed: i for i, seed in enumerate(seeds)}
+
+        def emit(rows):
+            for row in rows:
+                # resel's own metrics (losses, alpha, per-module grad norms, ...) ride along
+                # under their resel names, for `python -m eval analyze training-dynamics`
+                extra = {k: v for k, v in row.items() if k not in RESEL_RENAMED}
                 on_eval(
-                    i,
+                    index[row["seed"]],
                     {
-                        "env_steps": float("nan"),
-                        "return": float("nan"),
-                        "finite": 0.0,
-                        "error": str(err),
+                        **extra,
+                        "env_steps": float(row["step"]),
+                        "return": float(row["eval_return"]),
+                        "train_return": row.get("train_return"),
+                        "finite": 1.0,
                     },
                 )
-            return
-        index = {seed: i for i, seed in enumerate(seeds)}
-        for row in rows:
-            # resel's own metrics (losses, alpha, per-module grad norms, ...) ride along under
-            # their resel names, for `python -m eval analyze training-dynamics`
-            extra = {k: v for k, v in row.items() if k not in RESEL_RENAMED}
-            on_eval(
-                index[row["seed"]],
-                {
-                    **extra,
-                    "env_steps": float(row["step"]),
-                    "return": float(row["eval_return"]),
-                    "train_return": row.get("train_return"),
-                    "finite": 1.0,
-                },
-            )
+
+        try:
+            emit(train.run(cfg, task, list(seeds), None, progress=True))
+        except train.TrainingDiverged as err:
+            # the evaluations before the divergence are kept; every seed of the vmapped run
+            # stopped, the one that diverged and the others with it
+            emit(err.rows)
+            for seed, i in index.items():
+                why = str(err) if seed == err.seed else f"stopped with seed {err.seed}: {err}"
+                row = {"env_steps": float("nan"), "return": float("nan"), "finite": 0.0}
+                on_eval(i, {**row, "error": why})
 
 
 ALGORITHMS: dict[str, Algorithm] = {

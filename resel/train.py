@@ -41,7 +41,16 @@ FORMAT_VERSION = 1
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss became non-finite; the run stopped and the last good checkpoint was kept."""
+    """A loss became non-finite; the run stopped and the last good checkpoint was kept.
+
+    `seed` is the seed whose loss went non-finite (all seeds train together, so all stop);
+    `rows` are the metric rows of every seed up to the last finite update, as `run` returns them.
+    """
+
+    def __init__(self, message: str, seed: int | None = None, rows: list[dict] | None = None):
+        super().__init__(message)
+        self.seed = seed
+        self.rows = rows or []
 
 
 class AgentState(NamedTuple):
@@ -530,7 +539,7 @@ def run(
             if out:
                 log.write({"step": at, "seed": seeds[seed_i], "event": "diverged", "message": msg})
             bar.close()
-            raise TrainingDiverged(msg)
+            raise TrainingDiverged(msg, seed=seeds[seed_i], rows=rows)
         state = new_state
         step = int(np.asarray(state.step)[0])
         k = jax.random.fold_in(eval_base, step)

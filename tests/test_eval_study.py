@@ -173,3 +173,33 @@ def test_cli_reports_bad_study_before_running(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "no runs/ folder" in capsys.readouterr().err
+
+
+def test_resel_cell_that_diverges_keeps_its_evaluations():
+    """A real RESeL cell whose critic SGD blows up after a few evaluations: every seed keeps the
+    rows evaluated before the divergence, then ends with a non-finite row naming the cause."""
+    pytest.importorskip("resel.config")
+    from eval.algorithms import get_algorithm
+    from resel.networks import NetConfig
+
+    net = NetConfig(
+        pre_dim=8, ce_dim=16, ce_out=8, d_state=4, dt_rank=2, conv_kernel=2, ffn_dim=16,
+        obs_embed=16, act_embed=16, hidden=32, n_critics=4,
+    )  # fmt: skip
+    resel = get_algorithm("resel")
+    optimizer = resel.build_optimizer(
+        {"policy": "adam(learning_rate=3e-4)", "critic": "sgd(learning_rate=0.01)"}
+    )
+    rows: dict[int, list[dict]] = {0: [], 1: []}
+    resel.run_cell(
+        task="Pendulum-P", preset="cpu", budget=2000, num_evals=10, optimizer=optimizer,
+        overrides={"net": net, "warmup_steps": 200, "batch_size": 200, "max_trajs_per_batch": 4,
+                   "eval_episodes": 2, "buffer_size": 1200},
+        seeds=[0, 1], on_eval=lambda i, row: rows[i].append(row), desc="diverging",
+    )  # fmt: skip
+    for i in (0, 1):
+        *before, last = rows[i]
+        assert last["finite"] == 0.0 and "non-finite" in last["error"]
+        assert before and all(r["finite"] == 1.0 and r["env_steps"] < 2000 for r in before)
+        assert [r["env_steps"] for r in before] == [r["env_steps"] for r in rows[1 - i][:-1]]
+    assert sum("stopped with seed" in rows[i][-1]["error"] for i in (0, 1)) == 1
