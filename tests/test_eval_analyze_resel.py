@@ -338,3 +338,21 @@ def test_gravity_rollouts_carry_their_gravity_and_embeddings():
     assert z[2, -1] < z[0, -1]  # 10x the gravity: lower after 8 steps
     emb = policy.apply(p, seq, method=policy.embed)
     assert emb.shape == (4, 8, NET.ce_out)
+
+
+def test_training_dynamics_draws_a_diverged_run_up_to_its_divergence(study_dir, tmp_path):
+    """A diverged run as eval's RESeL adapter leaves it (its evaluations, then a non-finite row,
+    status "diverged"): drawn up to its last finite evaluation, and said so."""
+    folder = tmp_path / "diverged"
+    shutil.copytree(study_dir, folder)
+    kept = None
+    for run in folder.glob("runs/Pendulum-P/ce_lr/seed*"):
+        rows = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()][:-1]
+        kept = [r["env_steps"] for r in rows]
+        bad = {"env_steps": float("nan"), "return": float("nan"), "finite": 0.0, "error": "boom"}
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*rows, bad]))
+        (run / "done.json").write_text(json.dumps({"status": "diverged"}))
+    groups, notes = td.load_study(folder)
+    (g,) = [g for g in groups if g.variant == "ce_lr"]
+    assert kept and all([r["step"] for r in rows] == kept for rows in g.runs.values())
+    assert sum(f"drawn up to step {kept[-1]:g}" in n for n in notes) == 2

@@ -96,10 +96,14 @@ def load_study(folder: Path) -> tuple[list[Group], list[str]]:
         if not (run / "done.json").exists():
             notes.append(f"unfinished run left out: {run}")
             continue
-        if json.loads((run / "done.json").read_text()).get("status") != "finished":
-            notes.append(f"diverged run left out: {run}")
-            continue
         rows = [r for r in _read_rows(run / "metrics.jsonl") if "env_steps" in r]
+        if json.loads((run / "done.json").read_text()).get("status") != "finished":
+            # a diverged run's evaluations before the divergence are what Figs. 4-5 are about
+            rows = [r for r in rows if r.get("finite", 1.0)]
+            if not rows:
+                notes.append(f"diverged run left out (no evaluation before it): {run}")
+                continue
+            notes.append(f"diverged run, drawn up to step {rows[-1]['env_steps']:g}: {run}")
         _check_metrics(rows, run / "metrics.jsonl")
         key = (cfg["task"], cfg["variant"])
         g = groups.setdefault(key, Group(cfg["task"], cfg["variant"], str(folder)))
