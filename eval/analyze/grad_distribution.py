@@ -41,6 +41,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
+from eval.plots import pyplot
 from meta_train import envs
 from meta_train.a2c import A2CConfig, ActorCritic, Agent, TrainState
 from meta_train.baselines import OPTIMIZERS
@@ -342,8 +343,6 @@ def curve_means(metrics: dict[str, np.ndarray], windows: tuple[int, ...], w: int
 
 def plot(results: dict, labels: dict[str, str]) -> dict[str, bytes]:
     """2 x 3 density histograms (rows: settings, columns: phases) as PNG and PDF bytes."""
-    from eval.plots import pyplot
-
     plt = pyplot()
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.4), sharex=True)
     for r, setting in enumerate(SETTINGS):

@@ -29,9 +29,10 @@ def pca(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return xc @ vt[:k].T, vt[:k], ratio[:k]
 
 
-def _sq_distances(x: np.ndarray) -> np.ndarray:
-    sq = np.sum(x * x, axis=1)
-    return np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0)
+def _sq_distances(x, xp=np):
+    """|x_i - x_j|^2 (n, n) of rows x (n, d), with numpy or jax.numpy as `xp`."""
+    sq = xp.sum(x * x, axis=1)
+    return xp.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0)
 
 
 def conditional_probabilities(
@@ -69,18 +70,13 @@ def joint_probabilities(x: np.ndarray, perplexity: float) -> np.ndarray:
 
 def kl_and_gradient(p: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
     """KL(P || Q(y)) and its gradient with respect to y (n, k), Student-t kernel Q."""
-    w = 1.0 / (1.0 + jnp.maximum(_sq_norms(y), 0.0))
+    w = 1.0 / (1.0 + _sq_distances(y, jnp))
     w = w * (1.0 - jnp.eye(y.shape[0], dtype=y.dtype))
     q = jnp.maximum(w / w.sum(), 1e-30)
     kl = jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0) / q), 0.0))
     m = (p - q) * w
     grad = 4.0 * (m.sum(axis=1)[:, None] * y - m @ y)
     return kl, grad
-
-
-def _sq_norms(y: jax.Array) -> jax.Array:
-    sq = jnp.sum(y * y, axis=1)
-    return sq[:, None] + sq[None, :] - 2.0 * y @ y.T
 
 
 @partial(jax.jit, static_argnames=("steps", "exaggeration_steps"))
