@@ -3,8 +3,11 @@
 File layout (a msgpack map, written by flax.serialization):
   {"header": <JSON text>, "meta_params": <nested map of arrays>}
 The header holds the format name and version, the optimizer kind, its hyperparameters, the number of
-meta-parameters, a SHA-256 of the serialized meta-parameters, and free-form provenance (how the file
-was made). Files are written atomically (temporary file, fsync, rename), so a crash while saving
+meta-parameters, the creation time, free-form provenance (how the file was made), optionally a list
+of amendments (later, recorded edits of the header), and a SHA-256 that covers both the header (every
+other field, as sorted-key JSON) and the serialized meta-parameters, so that neither can change
+unnoticed. Format version 1 hashed only the meta-parameters; such files still load.
+Files are written atomically (temporary file, fsync, rename), so a crash while saving
 never leaves a half-written checkpoint in place of a good one.
 """
 
@@ -27,16 +30,28 @@ from optim4rl import networks
 from optim4rl.networks import MetaParams
 
 FORMAT = "optim4rl.meta_params"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SUFFIX = ".msgpack"
+HEADER_FIELDS = frozenset(
+    {"format", "format_version", "kind", "hyperparameters", "num_meta_params", "sha256"}
+    | {"created", "provenance", "amendments"}
+)
+REQUIRED_FIELDS = ("format", "format_version", "kind", "sha256")
 
 
 class CheckpointError(ValueError):
     """A file that is not a readable meta-parameter checkpoint of the expected kind."""
 
 
-def _payload_hash(meta_params: MetaParams) -> str:
-    return hashlib.sha256(serialization.msgpack_serialize(meta_params)).hexdigest()
+def digest(header: dict[str, Any], meta_params: MetaParams) -> str:
+    """SHA-256 of a checkpoint: the header without its "sha256" as sorted-key JSON, a NUL byte,
+    then the msgpack bytes of the meta-parameters (format version 1: the meta-parameters only)."""
+    payload = serialization.msgpack_serialize(meta_params)
+    if header.get("format_version") == 1:
+        return hashlib.sha256(payload).hexdigest()
+    fields = {k: v for k, v in header.items() if k != "sha256"}
+    text = json.dumps(fields, sort_keys=True).encode()
+    return hashlib.sha256(text + b"\0" + payload).hexdigest()
 
 
 def _to_numpy(meta_params: MetaParams) -> MetaParams:
@@ -71,11 +86,24 @@ def save_meta_params(
         "kind": inferred,
         "hyperparameters": {"grad_clip": 1.0, "eps": 1e-8, **(hyperparameters or {})},
         "num_meta_params": networks.num_meta_params(arrays),
-        "sha256": _payload_hash(arrays),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "provenance": provenance,
     }
+    return write_checkpoint(path, header, arrays)
+
+
+def write_checkpoint(
+    path: str | os.PathLike, header: dict[str, Any], meta_params: MetaParams
+) -> Path:
+    """Write `header` (its "sha256" recomputed) and `meta_params` to `path` atomically.
+
+    The low-level half of `save_meta_params`, also used to amend a header on record: add an entry
+    {"date": ..., "change": ...} to header["amendments"] and write the file again.
+    """
+    arrays = _to_numpy(meta_params)
+    header = {k: v for k, v in header.items() if k != "sha256"}
     try:
+        header["sha256"] = digest(header, arrays)
         header_text = json.dumps(header, sort_keys=True)
     except TypeError as err:
         raise TypeError(f"provenance must be JSON-serialisable: {err}") from err
@@ -118,9 +146,11 @@ def load_meta_params(
 ) -> tuple[MetaParams, dict[str, Any]]:
     """Read a checkpoint written by `save_meta_params`; returns (meta_params, header).
 
-    Raises FileNotFoundError for a missing path, and CheckpointError for a file that is truncated or
-    corrupted, of another format, of a newer format version, of another kind than `kind` (when
-    given), or whose arrays do not have the shapes of that kind.
+    Raises FileNotFoundError for a missing path, and CheckpointError (naming the file) for a file
+    that is truncated or corrupted, of another format, of a newer format version, whose header lacks
+    a required field or has fields this version does not know (a newer format), whose header or
+    arrays fail the SHA-256 check, of another kind than `kind` (when given), whose arrays do not
+    have the shapes of that kind, or that holds NaN or infinite meta-parameters.
     """
     path = Path(path)
     if not path.is_file():
@@ -138,23 +168,42 @@ def load_meta_params(
         header = json.loads(contents["header"])
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path} has an unreadable JSON header ({err})") from err
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} has a JSON header that is not an object")
     if header.get("format") != FORMAT:
         raise CheckpointError(f"{path} has format {header.get('format')!r}, expected {FORMAT!r}")
     version = header.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} was written in format version {version}, newer than the version this "
             f"optim4rl reads ({FORMAT_VERSION}); upgrade optim4rl to load it"
         )
-    file_kind = header.get("kind")
+    missing = [f for f in REQUIRED_FIELDS if f not in header]
+    if missing:
+        raise CheckpointError(f"{path}: the header lacks the field(s) {', '.join(missing)}")
+    unknown = sorted(set(header) - HEADER_FIELDS)
+    if unknown:
+        raise CheckpointError(
+            f"{path}: the header has field(s) {', '.join(unknown)} that format version "
+            f"{FORMAT_VERSION} does not define (written by a newer optim4rl?); upgrade optim4rl "
+            "to load it"
+        )
+    file_kind = header["kind"]
+    if file_kind not in networks.KINDS:
+        raise CheckpointError(
+            f"{path} holds an unknown optimizer kind {file_kind!r}; kinds are "
+            f"{', '.join(networks.KINDS)}"
+        )
     if kind is not None and networks.check_kind(kind) != file_kind:
         raise CheckpointError(
             f"{path} holds meta-parameters of a {file_kind!r} optimizer, not {kind!r}"
         )
     meta_params = contents["meta_params"]
-    if header.get("sha256") != _payload_hash(meta_params):
-        raise CheckpointError(f"{path} is corrupted: its meta-parameters fail the SHA-256 check")
-    _check_layout(meta_params, networks.check_kind(file_kind), path)
+    if header["sha256"] != digest(header, meta_params):
+        covered = "meta-parameters" if version == 1 else "header or meta-parameters"
+        raise CheckpointError(f"{path} is corrupted: its {covered} fail the SHA-256 check")
+    _check_layout(meta_params, file_kind, path)
+    _check_finite(meta_params, f"{path} is unusable")
     return meta_params, header
 
 
@@ -169,12 +218,9 @@ def _check_layout(meta_params: MetaParams, kind: str, path: Path) -> None:
         )
 
 
-def _flat(tree: Any) -> list[tuple[Any, Any]]:
-    return jax.tree_util.tree_flatten_with_path(tree)[0]
-
-
 def _check_finite(meta_params: MetaParams, what: str) -> None:
-    bad = [jax.tree_util.keystr(k) for k, v in _flat(meta_params) if not np.all(np.isfinite(v))]
+    leaves = jax.tree_util.tree_leaves_with_path(meta_params)
+    bad = [jax.tree_util.keystr(k) for k, v in leaves if not np.all(np.isfinite(v))]
     if bad:
         raise CheckpointError(f"{what}: non-finite meta-parameters in {', '.join(bad)}")
 

@@ -155,14 +155,16 @@ def direction(
 def layout_mismatch(meta_params: MetaParams, kind: str) -> list[str]:
     """Differences between a tree's (path, shape) pairs and those of `kind` (empty if it matches)."""
     expected = jax.eval_shape(lambda: init_meta_params(jax.random.key(0), kind))
-    want = {jax.tree_util.keystr(k): tuple(v.shape) for k, v in _flat(expected)}
-    got = {jax.tree_util.keystr(k): tuple(jnp.shape(v)) for k, v in _flat(meta_params)}
+    want = {
+        jax.tree_util.keystr(k): tuple(v.shape)
+        for k, v in jax.tree_util.tree_leaves_with_path(expected)
+    }
+    got = {
+        jax.tree_util.keystr(k): tuple(jnp.shape(v))
+        for k, v in jax.tree_util.tree_leaves_with_path(meta_params)
+    }
     keys = sorted({k for k, _ in set(want.items()) ^ set(got.items())})
     return [f"{k}: {got.get(k, 'missing')} (expected {want.get(k, 'nothing')})" for k in keys]
-
-
-def _flat(tree: Any) -> list[tuple[Any, Any]]:
-    return jax.tree_util.tree_flatten_with_path(tree)[0]
 
 
 def infer_kind(meta_params: MetaParams) -> str:

@@ -1,5 +1,6 @@
 """Checkpoint round trips and every error case, on real files."""
 
+import hashlib
 import json
 
 import jax
@@ -68,12 +69,60 @@ def test_other_kind_is_refused(tmp_path):
         optim4rl.from_spec(f"optim4rl(learning_rate=1e-3, path='{path}')")
 
 
-def _rewrite_header(path, **changes):
+def _rewrite_header(path, rehash=True, drop=(), **changes):
+    """Edit a saved header in place; rehash=True recomputes the SHA-256 by hand (hashlib, as the
+    format defines it), so that only the check under test can refuse the file."""
     contents = serialization.msgpack_restore(path.read_bytes())
     header = json.loads(contents["header"])
     header.update(changes)
+    for key in drop:
+        header.pop(key)
+    if rehash:
+        fields = json.dumps({k: v for k, v in header.items() if k != "sha256"}, sort_keys=True)
+        payload = serialization.msgpack_serialize(contents["meta_params"])
+        header["sha256"] = hashlib.sha256(fields.encode() + b"\0" + payload).hexdigest()
     contents["header"] = json.dumps(header)
     path.write_bytes(serialization.msgpack_serialize(contents))
+
+
+def test_an_edited_header_fails_the_checksum(tmp_path, meta_params):
+    path = optim4rl.save_meta_params(tmp_path / "m.msgpack", meta_params, seed=0)
+    _rewrite_header(path, rehash=False, provenance={"seed": 1})
+    with pytest.raises(optim4rl.CheckpointError, match=f"{path} is corrupted: its header"):
+        optim4rl.load_meta_params(path)
+
+
+def test_header_without_kind_or_with_unknown_fields_names_the_file(tmp_path, meta_params):
+    path = optim4rl.save_meta_params(tmp_path / "m.msgpack", meta_params)
+    good = path.read_bytes()
+    _rewrite_header(path, drop=("kind",))
+    with pytest.raises(optim4rl.CheckpointError, match=f"{path}: the header lacks .*kind"):
+        optim4rl.load_meta_params(path)
+    path.write_bytes(good)
+    _rewrite_header(path, optimizer_state_layout="v3")  # a field a newer minor format might add
+    with pytest.raises(optim4rl.CheckpointError, match=f"{path}: .*optimizer_state_layout"):
+        optim4rl.load_meta_params(path)
+
+
+def test_nan_meta_parameters_are_refused_on_load_with_the_path(tmp_path, meta_params):
+    path = optim4rl.save_meta_params(tmp_path / "m.msgpack", meta_params)
+    contents = serialization.msgpack_restore(path.read_bytes())
+    contents["meta_params"]["head_g"]["bias"] = np.array([np.inf], np.float32)
+    path.write_bytes(serialization.msgpack_serialize(contents))
+    _rewrite_header(path)  # a file whose hash is consistent: written by a buggy or older writer
+    with pytest.raises(optim4rl.CheckpointError, match=f"{path} .*non-finite.*head_g.*bias"):
+        optim4rl.load_meta_params(path)
+
+
+def test_format_1_files_still_load_with_their_payload_only_hash(tmp_path, meta_params):
+    path = optim4rl.save_meta_params(tmp_path / "m.msgpack", meta_params)
+    contents = serialization.msgpack_restore(path.read_bytes())
+    payload = serialization.msgpack_serialize(contents["meta_params"])
+    _rewrite_header(
+        path, rehash=False, format_version=1, sha256=hashlib.sha256(payload).hexdigest()
+    )
+    loaded, header = optim4rl.load_meta_params(path)
+    assert header["format_version"] == 1 and optim4rl.num_meta_params(loaded) == 514
 
 
 def test_newer_format_version_is_refused(tmp_path, meta_params):
@@ -112,6 +161,12 @@ def test_save_refuses_a_kind_that_does_not_match_the_layout(tmp_path, meta_param
 def test_pretrained_unknown_name_lists_the_available_ones():
     with pytest.raises(LookupError, match="no pretrained optimizer named 'nope'; available"):
         optim4rl.pretrained("nope")
-    for name in optim4rl.pretrained_names():
-        mp, header = optim4rl.pretrained(name)
-        assert header["kind"] in optim4rl.KINDS and optim4rl.num_meta_params(mp) > 0
+
+
+@pytest.mark.parametrize("name", ["gridworld", "gridworld_lin", "gridworld_l2lgd2"])
+def test_shipped_files_are_format_2_and_record_their_amendments(name):
+    assert name in optim4rl.pretrained_names()
+    mp, header = optim4rl.pretrained(name)  # passes the header-covering SHA-256
+    assert header["format_version"] == 2 and header["kind"] in optim4rl.KINDS
+    assert header["num_meta_params"] == optim4rl.num_meta_params(mp)
+    assert header["provenance"]["meta_steps"] > 0 and header["amendments"][-1]["date"]
