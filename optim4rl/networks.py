@@ -2,8 +2,10 @@
 
 Every scalar coordinate of every parameter is processed independently by the same small network, so
 the networks below take whole arrays of coordinates: gradients `g` of any shape S and hidden states
-of shape (8, *S) per GRU, feature-major, so that one step is a fused pass over the coordinates. Meta-parameters use flax's layouts (`nn.GRUCell`, `nn.Dense`), so they can be inspected
-and initialised with flax, but the step is written as fused matrix products over all coordinates.
+of shape (*S, 8) per GRU, feature-last, so that one step is a fused pass over the coordinates and a
+state lines up with its parameter's leading axes (a sharding rule copied from the parameter shards the
+state the same way). Meta-parameters use flax's layouts (`nn.GRUCell`, `nn.Dense`), so they can be
+inspected and initialised with flax, but the step is written as fused products over all coordinates.
 
 Kinds (spec: Lan et al. 2024, "Learning to Optimize for Reinforcement Learning"):
 
@@ -73,54 +75,47 @@ def num_meta_params(meta_params: MetaParams) -> int:
     return sum(int(x.size) for x in jax.tree_util.tree_leaves(meta_params))
 
 
-def _col(v: jax.Array, ndim: int) -> jax.Array:
-    """A vector (F,) as (F, 1, ..., 1) so it broadcasts against a feature-major array (F, *S)."""
-    return jnp.reshape(v, v.shape + (1,) * ndim)
-
-
 def _linear(kernel: jax.Array, x: jax.Array) -> jax.Array:
-    """sum_k kernel[k] x[k]: (K, F) with (K, *S) -> (F, *S).
+    """sum_k kernel[k] x[..., k]: (K, F) with (*S, K) -> (*S, F).
 
     Written as K broadcast products rather than a matrix product: K is 1, 2 or 8, and XLA fuses the
     whole step into one pass over the coordinates (about 1.5x faster than a K=8 matmul on CPU).
     """
-    nd = x.ndim - 1
-    return sum(_col(kernel[k], nd) * x[k][None] for k in range(kernel.shape[0]))
+    return sum(kernel[k] * x[..., k, None] for k in range(kernel.shape[0]))
 
 
 def gru_step(p: MetaParams, x: jax.Array, h: jax.Array) -> jax.Array:
-    """One flax-GRUCell step for every coordinate at once, feature-major.
+    """One flax-GRUCell step for every coordinate at once, feature-last.
 
-    x: (d, *S) inputs, h: (8, *S) states -> (8, *S), with
+    x: (*S, d) inputs, h: (*S, 8) states -> (*S, 8), with
     r = s(Wir x + bir + Whr h), z = s(Wiz x + biz + Whz h),
     n = tanh(Win x + bin + r (Whn h + bhn)), h' = (1 - z) n + z h.
     """
-    nd = h.ndim - 1
     gate = lambda i, hidden: (
-        _linear(p[i]["kernel"], x) + _col(p[i]["bias"], nd) + _linear(p[hidden]["kernel"], h)
+        _linear(p[i]["kernel"], x) + p[i]["bias"] + _linear(p[hidden]["kernel"], h)
     )
     r = jax.nn.sigmoid(gate("ir", "hr"))
     z = jax.nn.sigmoid(gate("iz", "hz"))
-    n_in = _linear(p["in"]["kernel"], x) + _col(p["in"]["bias"], nd)
-    n = jnp.tanh(n_in + r * (_linear(p["hn"]["kernel"], h) + _col(p["hn"]["bias"], nd)))
+    n_in = _linear(p["in"]["kernel"], x) + p["in"]["bias"]
+    n = jnp.tanh(n_in + r * (_linear(p["hn"]["kernel"], h) + p["hn"]["bias"]))
     return (1.0 - z) * n + z * h
 
 
 def dense(p: MetaParams, h: jax.Array) -> jax.Array:
-    """Dense head, feature-major: (8, *S) -> (out, *S)."""
-    return _linear(p["kernel"], h) + _col(p["bias"], h.ndim - 1)
+    """Dense head, feature-last: (*S, 8) -> (*S, out)."""
+    return _linear(p["kernel"], h) + p["bias"]
 
 
 def l2l_preprocess(g: jax.Array, p: float = L2L_P) -> jax.Array:
-    """Andrychowicz et al. (2016) gradient preprocessing: (*S) -> (2, *S)."""
+    """Andrychowicz et al. (2016) gradient preprocessing: (*S) -> (*S, 2)."""
     big = jnp.abs(g) >= jnp.exp(-p)
     first = jnp.where(big, jnp.log(jnp.abs(g) + 1e-8) / p, -1.0)
     second = jnp.where(big, jnp.sign(g), jnp.exp(p) * g)
-    return jnp.stack([first, second])
+    return jnp.stack([first, second], axis=-1)
 
 
 def num_grus(kind: str) -> int:
-    """Number of GRU(8) cells, hence of (8, *S) state arrays per parameter leaf."""
+    """Number of GRU(8) cells, hence of (*S, 8) state arrays per parameter leaf."""
     return len(_LAYOUT[check_kind(kind)][0])
 
 
@@ -131,24 +126,24 @@ def direction(
     hidden: tuple[jax.Array, ...],
     eps: float = 1e-8,
 ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-    """Learned descent direction of every coordinate. g: (*S) float32, hidden: one (8, *S) per GRU.
+    """Learned descent direction of every coordinate. g: (*S) float32, hidden: one (*S, 8) per GRU.
 
     Returns (direction (*S), new hidden). States stay separate arrays per GRU: concatenating them
     costs a copy that, on CPU, took longer than the two GRU steps together.
     """
     if kind == "optim4rl":
-        h1 = gru_step(meta_params["gru_g"], g[None], hidden[0])
-        h2 = gru_step(meta_params["gru_g2"], (g * g)[None], hidden[1])
-        o1 = dense(meta_params["head_g"], h1)[0]
-        o2 = dense(meta_params["head_g2"], h2)[0]
+        h1 = gru_step(meta_params["gru_g"], g[..., None], hidden[0])
+        h2 = gru_step(meta_params["gru_g2"], (g * g)[..., None], hidden[1])
+        o1 = dense(meta_params["head_g"], h1)[..., 0]
+        o2 = dense(meta_params["head_g2"], h2)[..., 0]
         return jnp.sign(g) * jnp.exp(o1) / jnp.sqrt(jnp.exp(o2) + eps), (h1, h2)
     if kind == "lin":
-        h = gru_step(meta_params["gru"], g[None], hidden[0])
+        h = gru_step(meta_params["gru"], g[..., None], hidden[0])
         o = dense(meta_params["head"], h)
-        return jnp.exp(o[0]) * g + jnp.exp(o[1]) * o[2], (h,)
+        return jnp.exp(o[..., 0]) * g + jnp.exp(o[..., 1]) * o[..., 2], (h,)
     if kind == "l2lgd2":
         h = gru_step(meta_params["gru"], l2l_preprocess(g), hidden[0])
-        return jnp.exp(dense(meta_params["head"], h)[0]) * g, (h,)
+        return jnp.exp(dense(meta_params["head"], h)[..., 0]) * g, (h,)
     raise ValueError(check_kind(kind))
 
 

@@ -11,6 +11,11 @@ Each leaf is processed whole: the network runs on all its coordinates in one fus
 over coordinates, and no copy of gradients or states into one vector, which cost 3x the memory
 traffic of the step itself).
 Hidden states are float32 whatever the parameter dtype; updates come back in each leaf's dtype.
+
+State layout: one tree shaped like the parameters per GRU cell, whose leaf for a parameter of shape
+S has shape S + (8,) (features last). So `optax.tree_map_params` finds exactly these trees as the
+parameter copies in the state, and a sharding rule copied from a parameter (a PartitionSpec over its
+leading axes) shards its hidden state along the same axes, the 8 features replicated.
 """
 
 from __future__ import annotations
@@ -26,10 +31,10 @@ from optim4rl.networks import MetaParams
 
 
 class LearnedOptimizerState(NamedTuple):
-    """Per-coordinate recurrent state: a tree like the parameters holding, for each leaf, a tuple of
-    one float32 array of shape (8,) + leaf.shape per GRU cell (two for optim4rl, one otherwise)."""
+    """Per-coordinate recurrent state: a tuple with one tree like the parameters per GRU cell (two
+    for optim4rl, one otherwise), whose leaves are float32 arrays of shape leaf.shape + (8,)."""
 
-    hidden: Any
+    hidden: tuple[Any, ...]
 
 
 def scale_by_learned(
@@ -55,15 +60,12 @@ def scale_by_learned(
     n_grus = networks.num_grus(kind)
 
     def init_fn(params: optax.Params) -> LearnedOptimizerState:
-        hidden = jax.tree_util.tree_map(
-            lambda p: tuple(
-                jnp.zeros((networks.GRU_SIZE,) + jnp.shape(p), jnp.float32) for _ in range(n_grus)
-            ),
-            params,
+        zeros = lambda p: jnp.zeros(jnp.shape(p) + (networks.GRU_SIZE,), jnp.float32)
+        return LearnedOptimizerState(
+            hidden=tuple(jax.tree_util.tree_map(zeros, params) for _ in range(n_grus))
         )
-        return LearnedOptimizerState(hidden=hidden)
 
-    def leaf_update(g: jax.Array, h: tuple[jax.Array, ...]) -> tuple[jax.Array, tuple]:
+    def leaf_update(g: jax.Array, *h: jax.Array) -> tuple[jax.Array, tuple]:
         x = jax.lax.stop_gradient(g).astype(jnp.float32)
         if grad_clip is not None:
             x = jnp.clip(x, -grad_clip, grad_clip)
@@ -74,9 +76,12 @@ def scale_by_learned(
         updates: optax.Updates, state: LearnedOptimizerState, params: optax.Params | None = None
     ) -> tuple[optax.Updates, LearnedOptimizerState]:
         del params
-        pairs = jax.tree_util.tree_map(leaf_update, updates, state.hidden)
+        pairs = jax.tree_util.tree_map(leaf_update, updates, *state.hidden)
         out = jax.tree_util.tree_map(lambda _, pair: pair[0], updates, pairs)
-        hidden = jax.tree_util.tree_map(lambda _, pair: pair[1], updates, pairs)
+        hidden = tuple(
+            jax.tree_util.tree_map(lambda _, pair, i=i: pair[1][i], updates, pairs)
+            for i in range(n_grus)
+        )
         return out, LearnedOptimizerState(hidden=hidden)
 
     return optax.GradientTransformation(init_fn, update_fn)

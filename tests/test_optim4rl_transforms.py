@@ -84,7 +84,7 @@ def test_update_matches_numpy_reference_over_steps(kind):
             for i, gi in enumerate(flat_g):
                 want[i], hidden[name][i] = _np_step(kind, mp, gi, hidden[name][i])
             np.testing.assert_allclose(np.ravel(out[name]), want, rtol=2e-5, atol=1e-6)
-            got_h = np.concatenate([np.reshape(h, (8, -1)).T for h in state.hidden[name]], axis=1)
+            got_h = np.concatenate([np.reshape(h[name], (-1, 8)) for h in state.hidden], axis=1)
             np.testing.assert_allclose(got_h, hidden[name], rtol=2e-5, atol=1e-6)
 
 
@@ -93,7 +93,7 @@ def test_gru_step_equals_flax_gru_cell():
     x = jax.random.normal(jax.random.key(4), (5, 2))
     h = jax.random.normal(jax.random.key(5), (5, 8))
     want, _ = nn.GRUCell(features=8).apply({"params": mp["gru"]}, h, x)
-    got = networks.gru_step(mp["gru"], x.T, h.T).T  # feature-major
+    got = networks.gru_step(mp["gru"], x, h)  # feature-last, as flax
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
@@ -119,34 +119,52 @@ def test_dtypes_scalars_and_hidden_shapes():
     params = {"s": jnp.float32(1.0), "bf": jnp.ones((3, 2), jnp.bfloat16), "f": jnp.ones((7,))}
     state = tx.init(params)
     hidden = state[0].hidden
-    assert [h.shape for h in hidden["s"]] == [(8,), (8,)]
-    assert [h.shape for h in hidden["bf"]] == [(8, 3, 2), (8, 3, 2)]
+    assert [h["s"].shape for h in hidden] == [(8,), (8,)]
+    assert [h["bf"].shape for h in hidden] == [(3, 2, 8), (3, 2, 8)]
     assert all(h.dtype == jnp.float32 for h in jax.tree_util.tree_leaves(hidden))
     u, state = jax.jit(tx.update)(params, state)
     assert u["bf"].dtype == jnp.bfloat16 and u["s"].shape == () and u["f"].dtype == jnp.float32
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(u))
 
 
-def test_vmap_over_a_batch_of_parameter_trees_equals_one_at_a_time():
-    tx = optim4rl.optim4rl(1e-2, optim4rl.init_meta_params(KEY))
-    grads = {"w": jax.random.normal(jax.random.key(7), (3, 4, 5)), "b": jnp.ones((3, 2))}
+def _np_direction(mp, g, steps=1):
+    """The reference direction of every coordinate of g after `steps` equal gradients (fresh state)."""
+    flat = np.asarray(g, np.float64).reshape(-1)
+    out = np.zeros_like(flat)
+    for i, gi in enumerate(flat):
+        h = np.zeros(16)
+        for _ in range(steps):
+            out[i], h = _np_step("optim4rl", mp, gi, h)
+    return out.reshape(np.shape(g))
+
+
+def test_vmap_over_a_batch_of_parameter_trees_matches_the_reference():
+    mp = jax.tree_util.tree_map(lambda x: x * 1.5 + 0.05, optim4rl.init_meta_params(KEY))
+    tx = optim4rl.optim4rl(1e-2, mp)
+    grads = {"w": jax.random.normal(jax.random.key(7), (3, 2, 3)), "b": jnp.ones((3, 2))}
     states = jax.vmap(tx.init)(grads)
-    u_batched, _ = jax.vmap(tx.update)(grads, states)
-    for i in range(3):
-        gi = jax.tree_util.tree_map(lambda x, i=i: x[i], grads)
-        ui, _ = tx.update(gi, tx.init(gi))
-        for k in gi:
-            np.testing.assert_allclose(u_batched[k][i], ui[k], rtol=1e-6)
+    step = jax.vmap(tx.update)
+    u, states = step(grads, states)
+    u, _ = step(grads, states)  # second step: the hidden states carried per batch element count
+    for k, g in grads.items():
+        np.testing.assert_allclose(u[k], -1e-2 * _np_direction(mp, g, 2), rtol=2e-5, atol=1e-9)
 
 
-def test_chain_with_clipping_and_inject_hyperparams_changes_the_step():
-    mp = optim4rl.init_meta_params(KEY)
-    g = {"w": jnp.array([0.5, -0.5])}
+def test_chain_with_global_norm_clipping_that_triggers():
+    mp = jax.tree_util.tree_map(lambda x: x * 1.5 + 0.05, optim4rl.init_meta_params(KEY))
+    g = {"w": jnp.array([0.3, -0.4]), "b": jnp.array([1.2])}  # global norm 1.3: clipped to 1
     chained = optax.chain(optax.clip_by_global_norm(1.0), optim4rl.optim4rl(1e-3, mp))
     u_chain, _ = chained.update(g, chained.init(g))
+    for k in g:  # by hand: g / 1.3 enters the learned optimizer
+        want = -1e-3 * _np_direction(mp, np.asarray(g[k]) / 1.3)
+        np.testing.assert_allclose(u_chain[k], want, rtol=2e-5)
     base, _ = optim4rl.optim4rl(1e-3, mp).update(g, optim4rl.optim4rl(1e-3, mp).init(g))
-    np.testing.assert_allclose(u_chain["w"], base["w"], rtol=1e-6)  # norm 0.707 < 1: no clipping
+    assert not np.allclose(u_chain["w"], base["w"], rtol=1e-3)  # the clip changed the step
 
+
+def test_inject_hyperparams_changes_the_learning_rate():
+    mp = optim4rl.init_meta_params(KEY)
+    g = {"w": jnp.array([0.5, -0.5])}
     tx = optax.inject_hyperparams(optim4rl.optim4rl, static_args="meta_params")(
         learning_rate=1e-3, meta_params=mp
     )
@@ -161,6 +179,61 @@ def test_chain_with_clipping_and_inject_hyperparams_changes_the_step():
     u2_ref, _ = plain.update(g, s)
     np.testing.assert_allclose(u2["w"], u2_ref["w"], rtol=1e-5)
     assert abs(float(u2["w"][0])) > 5 * abs(float(u1["w"][0]))
+
+
+_MP = jax.tree_util.tree_map(lambda x: x * 1.5 + 0.05, optim4rl.init_meta_params(KEY))
+
+
+def test_tree_map_params_finds_one_parameter_copy_per_gru_and_sharding_rules_apply():
+    params = {"w": jnp.ones((4, 6)), "b": jnp.ones((6,)), "s": jnp.float32(1.0)}
+    tx = optim4rl.optim4rl(1e-3, _MP)
+    state = tx.init(params)
+    # f sees every hidden state with its parameter: leading axes are the parameter's, then 8.
+    seen = optax.tree_map_params(
+        tx, lambda h, p: (h.shape, p.shape), state, params, transform_non_params=lambda _: None
+    )
+    pair = {"w": ((4, 6, 8), (4, 6)), "b": ((6, 8), (6,)), "s": ((8,), ())}
+    assert seen[0].hidden == (pair, pair)
+    # A sharding rule written for the parameters, copied onto the state, places every array.
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("x",))
+    P = jax.sharding.PartitionSpec
+    rules = {"w": P("x", None), "b": P("x"), "s": P()}
+    shardings = optax.tree_map_params(
+        tx,
+        lambda _, spec: jax.sharding.NamedSharding(mesh, spec),
+        state,
+        rules,
+        transform_non_params=lambda _: jax.sharding.NamedSharding(mesh, P()),
+        is_leaf=lambda x: isinstance(x, P),
+    )
+    placed = jax.device_put(state, shardings)
+    w_hidden = placed[0].hidden[0]["w"]
+    assert w_hidden.sharding.spec == P("x", None) and w_hidden.shape == (4, 6, 8)
+
+
+def test_multisteps_averages_micro_batches_before_the_learned_step():
+    tx = optax.MultiSteps(optim4rl.optim4rl(1e-2, _MP), every_k_schedule=2)
+    g1, g2 = {"w": jnp.array([0.4, -0.2, 2.0])}, {"w": jnp.array([0.2, 0.6, -1.0])}
+    state = tx.init(g1)
+    u1, state = tx.update(g1, state)
+    u2, state = tx.update(g2, state)
+    np.testing.assert_array_equal(u1["w"], 0.0)  # accumulating
+    want = -1e-2 * _np_direction(_MP, (np.asarray(g1["w"]) + np.asarray(g2["w"])) / 2)
+    np.testing.assert_allclose(u2["w"], want, rtol=2e-5)
+
+
+def test_masked_and_none_leaves():
+    g = {"w": jnp.array([0.4, -0.2]), "b": jnp.array([3.0]), "frozen": None}
+    tx = optax.masked(optim4rl.optim4rl(1e-2, _MP), {"w": True, "b": False, "frozen": None})
+    u, state = jax.jit(tx.update)(g, tx.init(g))
+    np.testing.assert_allclose(u["w"], -1e-2 * _np_direction(_MP, g["w"]), rtol=2e-5)
+    np.testing.assert_array_equal(u["b"], g["b"])  # unmasked leaves pass through unchanged
+    assert u["frozen"] is None
+    hidden = state.inner_state[0].hidden
+    assert [h["w"].shape for h in hidden] == [(2, 8), (2, 8)] and hidden[0]["frozen"] is None
+    plain = optim4rl.optim4rl(1e-2, _MP)  # None leaves need no mask either
+    u, _ = plain.update(g, plain.init(g))
+    assert u["frozen"] is None and u["b"].shape == (1,)
 
 
 class _TwoModules(nn.Module):
