@@ -195,8 +195,10 @@ def _pairs(spec: Any, where: str) -> tuple[tuple[str, str], ...]:
     if isinstance(spec, dict) and spec and all(isinstance(v, str) for v in spec.values()):
         if "default" not in spec:
             raise ValueError(f"{where}: a per-module table needs a 'default' entry")
-        items = [(k, v) for k, v in spec.items() if k != "default"]
-        return (*items, ("default", spec["default"]))
+        import optim4rl
+
+        pairs = optim4rl.module_specs(spec)  # the canonical form; "default" last by convention
+        return (*[(k, v) for k, v in pairs if k != "default"], ("default", spec["default"]))
     raise ValueError(f"{where}: expected a spec string or a table of spec strings, got {spec!r}")
 
 

@@ -14,7 +14,18 @@ from optim4rl.checkpoint import (
     save_meta_params,
 )
 from optim4rl.networks import KINDS, hidden_size, init_meta_params, num_meta_params
-from optim4rl.specs import SpecError, from_spec, label_params, param_paths, parse_spec, per_module
+from optim4rl.specs import (
+    ModuleSpecs,
+    SpecError,
+    assign,
+    from_spec,
+    label_params,
+    module_specs,
+    param_paths,
+    parse_assignment,
+    parse_spec,
+    per_module,
+)
 from optim4rl.transforms import (
     LearnedOptimizerState,
     learned,
@@ -29,16 +40,20 @@ __all__ = [
     "KINDS",
     "CheckpointError",
     "LearnedOptimizerState",
+    "ModuleSpecs",
     "SpecError",
+    "assign",
     "from_spec",
     "hidden_size",
     "init_meta_params",
     "label_params",
     "learned",
     "load_meta_params",
+    "module_specs",
     "num_meta_params",
     "optim4rl",
     "param_paths",
+    "parse_assignment",
     "parse_spec",
     "per_module",
     "pretrained",

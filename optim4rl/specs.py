@@ -10,10 +10,19 @@ A spec is a Python-call-like string, parsed with `ast` (never evaluated):
   "optim4rl(learning_rate=3e-4, path='runs/x/meta_params.msgpack')"
   "lin(learning_rate=1e-3, seed=0)"                    a learned kind at a random initialisation
 
-A per-module assignment maps patterns over flax parameter paths to specs, with an optional
-"default" for everything else, and becomes one `optax.partition`:
+Arguments are checked when the transform is built: an unknown keyword gets close-match suggestions,
+and a literal of the wrong type (`adamw(learning_rate='1e-3')`) is refused against the optax
+function's annotations, so neither waits for the first update.
 
+A per-module assignment maps patterns over flax parameter paths to specs, with an optional
+"default" for everything else, and becomes one `optax.partition`. Its canonical form is `ModuleSpecs`,
+an ordered tuple of (pattern, spec) pairs (hashable, so frozen configs can hold it); `module_specs`
+converts the other forms at the edges: a mapping (TOML tables, Python dicts) or "PATTERN=SPEC" strings
+(command lines):
+
+  (("context_encoder", "adamw(learning_rate=1e-5)"), ("default", "adamw(learning_rate=3e-4)"))
   {"context_encoder": "adamw(learning_rate=1e-5)", "default": "adamw(learning_rate=3e-4)"}
+  ["context_encoder=adamw(learning_rate=1e-5)", "default=adamw(learning_rate=3e-4)"]
 
 A path like ("params", "context_encoder", "Dense_0", "kernel") is written
 "params/context_encoder/Dense_0/kernel". A pattern is one or more '/'-separated shell globs; it
@@ -25,9 +34,12 @@ pattern that matches (in the mapping's order) wins.
 from __future__ import annotations
 
 import ast
+import collections.abc
 import difflib
 import fnmatch
 import inspect
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,6 +51,7 @@ from optim4rl.transforms import learned
 
 DEFAULT = "default"
 Spec = str | optax.GradientTransformation | Mapping[str, Any]
+ModuleSpecs = tuple[tuple[str, Spec], ...]
 
 
 class SpecError(ValueError):
@@ -111,9 +124,11 @@ def from_spec(spec: Spec) -> optax.GradientTransformation:
         if name in networks.KINDS:
             return _learned_from_spec(name, args, kwargs, spec)
         return _optax_from_spec(name, args, kwargs, spec)
-    if isinstance(spec, Mapping):
+    if isinstance(spec, Mapping | tuple | list):
         return per_module(spec)
-    raise SpecError(f"an optimizer spec is a string, a mapping or a transform, not {type(spec)}")
+    raise SpecError(
+        f"an optimizer spec is a string, a transform or a per-module assignment, not {type(spec)}"
+    )
 
 
 def _optax_from_spec(
@@ -127,12 +142,19 @@ def _optax_from_spec(
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise SpecError(f"unknown optimizer {name!r} in spec {text!r}{hint}")
     signature = inspect.signature(fn)
+    names = [
+        n
+        for n, p in signature.parameters.items()
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    unknown = [k for k in kwargs if k not in signature.parameters]
+    if unknown and not any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
+        raise SpecError(_unknown_keywords(text, f"optax.{name}", unknown, names))
     try:
-        signature.bind(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
     except TypeError as err:
-        raise SpecError(
-            f"bad arguments in spec {text!r} ({err}); optax.{name} takes {signature}"
-        ) from err
+        raise SpecError(f"spec {text!r}: {err}; optax.{name} takes {', '.join(names)}") from err
+    _check_types(fn, bound.arguments, text, f"optax.{name}")
     tx = fn(*args, **kwargs)
     if not isinstance(tx, optax.GradientTransformation):
         raise SpecError(f"optax.{name} does not build an optimizer (spec {text!r})")
@@ -140,6 +162,93 @@ def _optax_from_spec(
 
 
 _LEARNED_ARGS = ("learning_rate", "pretrained", "path", "seed", "grad_clip", "eps")
+_LEARNED_TYPES = {
+    "learning_rate": (int, float),
+    "pretrained": (str,),
+    "path": (str,),
+    "seed": (int,),
+    "grad_clip": (int, float, type(None)),
+    "eps": (int, float),
+}
+
+
+def _unknown_keywords(text: str, owner: str, unknown: Sequence[str], known: Sequence[str]) -> str:
+    """A short message: each unknown keyword with its close matches, then what `owner` takes."""
+    parts = []
+    for k in unknown:
+        close = difflib.get_close_matches(k, known, n=3, cutoff=0.6)
+        parts.append(f"{k!r}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+    shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
+    return f"spec {text!r}: {owner} has no argument {', '.join(parts)}; it takes {shown}"
+
+
+def _annotations(fn: Any) -> dict[str, Any]:
+    """Each parameter's annotation, resolved one by one (optax's string annotations name types
+    that are not all importable from its modules; an unresolvable one is left out, so unchecked)."""
+    out = {}
+    namespace = getattr(inspect.unwrap(fn), "__globals__", {})
+    for name, param in inspect.signature(fn).parameters.items():
+        ann = param.annotation
+        if isinstance(ann, str):
+            try:
+                ann = typing.ForwardRef(ann)._evaluate(namespace, None, recursive_guard=frozenset())
+            except Exception:
+                continue
+        if ann is not inspect.Parameter.empty:
+            out[name] = ann
+    return out
+
+
+def _accepts(ann: Any, value: Any) -> bool:
+    """Whether a literal from a spec (number, string, bool, None, tuple, list, dict or a built
+    transform) can be an argument annotated `ann`; permissive for annotations it cannot judge."""
+    if ann is Any:
+        return True
+    origin = typing.get_origin(ann)
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_accepts(a, value) for a in typing.get_args(ann))
+    if origin is typing.Literal:
+        return value in typing.get_args(ann)
+    if ann is None or ann is type(None):
+        return value is None
+    if ann is float or ann is complex:
+        return isinstance(value, int | float | complex) and not isinstance(value, bool)
+    if ann is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is collections.abc.Callable or ann is collections.abc.Callable:
+        return callable(value)
+    cls = origin or ann
+    if isinstance(cls, type) and cls is not object:
+        if cls.__module__.startswith(("jax", "numpy")):
+            return False  # arrays and numpy scalars: a spec literal never is one
+        return isinstance(value, cls)
+    return True
+
+
+def _check_types(fn: Any, arguments: Mapping[str, Any], text: str, owner: str) -> None:
+    """SpecError for the first argument whose literal type the annotation of `fn` rules out."""
+    annotations = _annotations(fn)
+    kinds = {n: p.kind for n, p in inspect.signature(fn).parameters.items()}
+    for key, given in arguments.items():
+        if kinds.get(key) == inspect.Parameter.VAR_KEYWORD:
+            continue
+        ann = annotations.get(key)
+        values = given if kinds.get(key) == inspect.Parameter.VAR_POSITIONAL else (given,)
+        value = next((v for v in values if ann is not None and not _accepts(ann, v)), None)
+        if value is not None:
+            raise SpecError(
+                f"spec {text!r}: {key}={value!r} ({type(value).__name__}) is not accepted by "
+                f"{owner} (it takes {_type_name(ann)})"
+            )
+
+
+def _type_name(ann: Any) -> str:
+    """'float | Array | Callable' rather than the full typing repr."""
+    args = typing.get_args(ann) if typing.get_origin(ann) in (typing.Union, types.UnionType) else ()
+    parts = args or (ann,)
+    names = [getattr(typing.get_origin(a) or a, "__name__", str(a)) for a in parts]
+    names = [n.rsplit(".", 1)[-1] for n in names]
+    return " | ".join(dict.fromkeys("None" if n == "NoneType" else n for n in names))
 
 
 def _learned_from_spec(
@@ -153,12 +262,17 @@ def _learned_from_spec(
         kwargs = {"learning_rate": args[0], **kwargs}
     unknown = sorted(set(kwargs) - set(_LEARNED_ARGS))
     if unknown:
-        raise SpecError(
-            f"spec {text!r}: unknown argument(s) {', '.join(unknown)}; {kind} takes "
-            f"{', '.join(_LEARNED_ARGS)}"
-        )
+        raise SpecError(_unknown_keywords(text, kind, unknown, _LEARNED_ARGS))
     if "learning_rate" not in kwargs:
         raise SpecError(f"spec {text!r}: learning_rate is required")
+    for key, value in kwargs.items():
+        want = _LEARNED_TYPES[key]
+        if isinstance(value, bool) or not isinstance(value, want):
+            allowed = " or ".join("None" if t is type(None) else t.__name__ for t in want)
+            raise SpecError(
+                f"spec {text!r}: {key}={value!r} ({type(value).__name__}) is not accepted by "
+                f"{kind} (it takes {allowed})"
+            )
     sources = [k for k in ("pretrained", "path", "seed") if k in kwargs]
     if len(sources) > 1:
         raise SpecError(f"spec {text!r}: give only one of pretrained=, path=, seed=")
@@ -220,16 +334,25 @@ def pattern_matches(pattern: str, path: str) -> bool:
 def label_params(params: Any, patterns: Sequence[str], default: str | None = DEFAULT) -> Any:
     """A tree like `params` whose leaves are the first pattern each path matches (else `default`).
 
-    Raises SpecError when a pattern matches no parameter, or when a parameter matches no pattern
-    and there is no default.
+    Raises SpecError when a pattern matches no parameter, when every parameter it matches is taken
+    by an earlier pattern (shadowed), or when a parameter matches no pattern and there is no default.
     """
     flat, treedef = jax.tree_util.tree_flatten_with_path(params)
     paths = [param_path(k) for k, _ in flat]
     labels = [next((p for p in patterns if pattern_matches(p, path)), default) for path in paths]
-    unused = [p for p in patterns if p not in labels]
-    if unused:
+    for p in patterns:
+        if p in labels:
+            continue
+        matched = [path for path in paths if pattern_matches(p, path)]
+        if matched:
+            winners = sorted({labels[paths.index(path)] for path in matched})
+            raise SpecError(
+                f"optimizer pattern {p!r} is shadowed: the {len(matched)} parameter(s) it matches "
+                f"(e.g. {matched[0]}) all match the earlier pattern(s) {winners}, and the first "
+                "match wins; put it before them"
+            )
         raise SpecError(
-            f"optimizer pattern(s) {unused} match no parameter; parameter paths look like "
+            f"optimizer pattern {p!r} matches no parameter; parameter paths look like "
             f"{paths[:4]} ({len(paths)} in all)"
         )
     unmatched = [path for path, label in zip(paths, labels, strict=True) if label is None]
@@ -241,14 +364,59 @@ def label_params(params: Any, patterns: Sequence[str], default: str | None = DEF
     return jax.tree_util.tree_unflatten(treedef, labels)
 
 
-def per_module(assignments: Mapping[str, Spec]) -> optax.GradientTransformation:
-    """One optimizer per group of parameters: `optax.partition` over path patterns (see module doc)."""
-    if not assignments:
-        raise SpecError("a per-module optimizer mapping needs at least one entry")
-    patterns = [p for p in assignments if p != DEFAULT]
-    for p in patterns:
-        if not isinstance(p, str) or not p.strip("/"):
-            raise SpecError(f"per-module pattern {p!r} must be a non-empty string")
-    transforms = {label: from_spec(spec) for label, spec in assignments.items()}
-    default = DEFAULT if DEFAULT in assignments else None
+def module_specs(assignments: Mapping[str, Spec] | Sequence[Any]) -> ModuleSpecs:
+    """The canonical per-module form, an ordered tuple of (pattern, spec) pairs, from any of:
+    a mapping {pattern: spec}, a sequence of (pattern, spec) pairs, or "PATTERN=SPEC" strings.
+
+    Checks that every pattern is a non-empty string given once; "default" (everything else) may
+    appear anywhere and is matched last.
+    """
+    if isinstance(assignments, Mapping):
+        pairs = list(assignments.items())
+    elif isinstance(assignments, Sequence) and not isinstance(assignments, str):
+        pairs = [parse_assignment(a) if isinstance(a, str) else a for a in assignments]
+    else:
+        raise SpecError(f"a per-module assignment is a mapping or pairs, not {assignments!r}")
+    out = []
+    for pair in pairs:
+        if not (isinstance(pair, Sequence) and len(pair) == 2):
+            raise SpecError(f"per-module entry {pair!r} is not a (pattern, spec) pair")
+        pattern, spec = pair
+        if not isinstance(pattern, str) or not pattern.strip("/"):
+            raise SpecError(f"per-module pattern {pattern!r} must be a non-empty string")
+        out.append((pattern, spec))
+    if not out:
+        raise SpecError("a per-module assignment needs at least one entry")
+    patterns = [p for p, _ in out]
+    repeated = sorted({p for p in patterns if patterns.count(p) > 1})
+    if repeated:
+        raise SpecError(f"per-module pattern(s) {repeated} given more than once")
+    return tuple(out)
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """ "PATTERN=SPEC" (a command-line argument) as (pattern, spec); the first '=' splits."""
+    pattern, sep, spec = text.partition("=")
+    if not sep or not pattern.strip() or not spec.strip():
+        raise SpecError(f"{text!r} is not of the form PATTERN=SPEC")
+    return pattern.strip(), spec.strip()
+
+
+def assign(specs: ModuleSpecs, pattern: str, spec: Spec) -> ModuleSpecs:
+    """`specs` with `pattern`'s spec replaced, or with (pattern, spec) put first when new, so that
+    a new, narrower pattern wins over the broader ones already there."""
+    specs = module_specs(specs)
+    if any(p == pattern for p, _ in specs):
+        return tuple((p, spec if p == pattern else s) for p, s in specs)
+    return module_specs(((pattern, spec), *specs))
+
+
+def per_module(assignments: Mapping[str, Spec] | Sequence[Any]) -> optax.GradientTransformation:
+    """One optimizer per group of parameters: `optax.partition` over path patterns (see module doc).
+
+    `assignments` is anything `module_specs` accepts."""
+    pairs = module_specs(assignments)
+    patterns = [p for p, _ in pairs if p != DEFAULT]
+    transforms = {label: from_spec(spec) for label, spec in pairs}
+    default = DEFAULT if DEFAULT in transforms else None
     return optax.partition(transforms, lambda params: label_params(params, patterns, default))

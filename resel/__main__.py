@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import sys
 
+import optim4rl
 from resel import config as cfg_mod
 
 USAGE_EXAMPLE = (
@@ -53,16 +54,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _set_spec(specs: tuple, pattern: str, spec: str) -> tuple:
-    """Replace the pattern's spec, or put a new pattern first (so it wins over broader ones)."""
-    specs = list(specs)
-    for i, (k, _) in enumerate(specs):
-        if k == pattern:
-            specs[i] = (k, spec)
-            return tuple(specs)
-    return ((pattern, spec), *specs)
-
-
 def config_from_args(args: argparse.Namespace) -> cfg_mod.Config:
     """The preset for the task, then every option given on the command line."""
     c = cfg_mod.preset(args.preset, args.env)
@@ -82,23 +73,24 @@ def config_from_args(args: argparse.Namespace) -> cfg_mod.Config:
         net_kw["scan_method"] = args.scan
     pol, cri, alpha = c.policy_optim, c.critic_optim, c.alpha_optim
     if args.lr_ce is not None:
-        pol = _set_spec(pol, "context_encoder", cfg_mod.adamw(args.lr_ce))
-        cri = _set_spec(cri, "context_encoder", cfg_mod.adamw(args.lr_ce))
+        pol = optim4rl.assign(pol, "context_encoder", cfg_mod.adamw(args.lr_ce))
+        cri = optim4rl.assign(cri, "context_encoder", cfg_mod.adamw(args.lr_ce))
     if args.lr_policy is not None:
-        pol = _set_spec(pol, "default", cfg_mod.adamw(args.lr_policy))
+        pol = optim4rl.assign(pol, "default", cfg_mod.adamw(args.lr_policy))
     if args.lr_value is not None:
-        cri = _set_spec(cri, "default", cfg_mod.adamw(args.lr_value))
-    for item in args.optim:
-        target, sep, spec = item.partition("=")
-        net, _, pattern = target.partition(".")
-        if not sep or not spec:
-            raise ValueError(f"--optim {item!r}: expected NET.PATTERN=SPEC")
-        if net == "alpha" and not pattern:
+        cri = optim4rl.assign(cri, "default", cfg_mod.adamw(args.lr_value))
+    for item in args.optim:  # NET.PATTERN=SPEC -> optim4rl's canonical (pattern, spec) pairs
+        net, dot, _ = item.partition("=")[0].partition(".")
+        try:
+            pattern, spec = optim4rl.parse_assignment(item[len(net) + len(dot) :] if dot else item)
+        except optim4rl.SpecError as err:
+            raise ValueError(f"--optim {item!r}: expected NET.PATTERN=SPEC") from err
+        if net == "alpha" and not dot:
             alpha = spec
-        elif net == "policy" and pattern:
-            pol = _set_spec(pol, pattern, spec)
-        elif net == "critic" and pattern:
-            cri = _set_spec(cri, pattern, spec)
+        elif net == "policy" and dot:
+            pol = optim4rl.assign(pol, pattern, spec)
+        elif net == "critic" and dot:
+            cri = optim4rl.assign(cri, pattern, spec)
         else:
             raise ValueError(
                 f"--optim {item!r}: the target must be policy.PATTERN, critic.PATTERN or alpha"

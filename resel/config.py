@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import optim4rl
 from resel.networks import NetConfig
 
 ADAMW = "adamw(learning_rate={lr}, weight_decay=0.0)"
@@ -21,9 +22,27 @@ def adamw(lr: float) -> str:
     return ADAMW.format(lr=lr)
 
 
-def module_optims(lr_ce: float, lr_other: float) -> tuple[tuple[str, str], ...]:
-    """Per-module specs (pattern, spec), first match wins: the context encoder, then the rest."""
+def module_optims(lr_ce: float, lr_other: float) -> optim4rl.ModuleSpecs:
+    """Per-module specs in optim4rl's canonical form ((pattern, spec), ...), first match wins:
+    the context encoder, then the rest."""
     return (("context_encoder", adamw(lr_ce)), ("default", adamw(lr_other)))
+
+
+ENCODER_MODULES = ("context_encoder", "pre_encoder")
+
+
+def active_module_optims(specs: optim4rl.ModuleSpecs, encoder: str) -> optim4rl.ModuleSpecs:
+    """The per-module specs that address parameters of a network with this encoder.
+
+    Rule: with encoder "none" the networks have no `context_encoder` / `pre_encoder` modules, so
+    entries whose pattern is exactly one of those names are dropped (the presets name the context
+    encoder, and one config must serve every encoder). Any other pattern that matches no parameter,
+    e.g. "context_encoder/Dense_0", stays and is an error when the optimizer is initialised.
+    """
+    specs = optim4rl.module_specs(specs)
+    if encoder != "none":
+        return specs
+    return tuple((p, s) for p, s in specs if p not in ENCODER_MODULES)
 
 
 @dataclass(frozen=True)
@@ -46,8 +65,8 @@ class Config:
     target_entropy: float | None = None  # None: -|A|
     init_alpha: float = 1.0
     use_reward: bool = False  # last reward as an input (classic meta-RL tasks)
-    policy_optim: tuple[tuple[str, str], ...] = module_optims(1e-5, 3e-4)
-    critic_optim: tuple[tuple[str, str], ...] = module_optims(1e-5, 1e-3)
+    policy_optim: optim4rl.ModuleSpecs = module_optims(1e-5, 3e-4)
+    critic_optim: optim4rl.ModuleSpecs = module_optims(1e-5, 1e-3)
     alpha_optim: str = "adam(learning_rate=1e-4)"
     eval_every: int = 1_000
     eval_episodes: int = 5
@@ -63,10 +82,8 @@ class Config:
                     f"{name}={getattr(self, name)} must be a multiple of policy_every * "
                     f"env_steps_per_update = {unit}"
                 )
-        for name in ("policy_optim", "critic_optim"):
-            keys = [k for k, _ in getattr(self, name)]
-            if len(set(keys)) != len(keys):
-                raise ValueError(f"{name} has a repeated pattern: {keys}")
+        for name in ("policy_optim", "critic_optim"):  # canonical form, checked (SpecError)
+            object.__setattr__(self, name, optim4rl.module_specs(getattr(self, name)))
 
     @property
     def zero_steps(self) -> int:
@@ -85,9 +102,6 @@ def from_dict(d: dict[str, Any]) -> Config:
     net = d.pop("net", {})
     _check_keys(net, NetConfig, "net")
     _check_keys(d, Config, "config")
-    for k in ("policy_optim", "critic_optim"):
-        if k in d:
-            d[k] = tuple(tuple(x) for x in d[k])
     return Config(net=NetConfig(**net), **d)
 
 

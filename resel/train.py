@@ -97,17 +97,12 @@ def grad_norms(grads: Any, prefix: str) -> dict[str, jax.Array]:
     return out
 
 
-def _active_specs(specs: Sequence[tuple[str, str]], encoder: str) -> dict[str, str]:
-    # without a context encoder there are no context_encoder/pre_encoder parameters to address
-    skip = ("context_encoder", "pre_encoder") if encoder == "none" else ()
-    return {k: v for k, v in specs if k not in skip}
-
-
 def build_optimizer(specs: Sequence[tuple[str, str]], encoder: str) -> optax.GradientTransformation:
     """Per-module optimizer through `optim4rl.from_spec` (patterns over flax parameter paths)."""
     import optim4rl
+    from resel.config import active_module_optims
 
-    return optim4rl.from_spec(_active_specs(specs, encoder))
+    return optim4rl.from_spec(active_module_optims(specs, encoder))
 
 
 @dataclass(frozen=True)

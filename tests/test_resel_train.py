@@ -126,3 +126,13 @@ def test_discrete_task_trains_with_fixed_alpha(tmp_path):
         assert r["eval_return"] >= 1.0  # CartPole pays +1 per step survived
         # short random episodes: several whole trajectories per batch, until >= 100 steps
         assert r["batch_transitions"] >= 100 or r["batch_dropped"] > 0
+
+
+def test_encoder_none_drops_exactly_the_encoder_patterns():
+    specs = (("context_encoder", "sgd(0.1)"), ("pre_encoder", "sgd(0.2)"),
+             ("context_encoder/Dense_0", "sgd(0.3)"), ("default", "sgd(1.0)"))  # fmt: skip
+    assert C.active_module_optims(specs, "gru") == specs
+    kept = C.active_module_optims(specs, "none")
+    assert kept == (("context_encoder/Dense_0", "sgd(0.3)"), ("default", "sgd(1.0)"))
+    with pytest.raises(ValueError, match="given more than once"):  # optim4rl.SpecError
+        C.Config(policy_optim=(("head", "sgd(1)"), ("head", "sgd(2)")))
