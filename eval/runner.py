@@ -142,7 +142,9 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("study", help="path to a study .toml, or the name of a shipped study")
     parser.add_argument("--out", default=None, help="output folder (default: runs/<name>-<scale>)")
-    parser.add_argument("--scale", default="cpu", choices=("cpu", "paper"))
+    parser.add_argument(
+        "--scale", default="cpu", choices=("cpu", "paper"), help="the study's scale (default cpu)"
+    )
     parser.add_argument("--no-report", action="store_true", help="do not write the report after")
     args = parser.parse_args(argv)
     try:

@@ -1,5 +1,5 @@
 """`python -m meta_train [train] ...`, `python -m meta_train evaluate CHECKPOINT ...`,
-`python -m meta_train baselines ...`."""
+`python -m meta_train baselines ...` (one dispatch style for every package: optim4rl.cli)."""
 
 from __future__ import annotations
 
@@ -9,28 +9,56 @@ import sys
 from meta_train.config import PRESETS, preset
 from meta_train.envs import check_task
 from optim4rl import KINDS
+from optim4rl.cli import Command, dispatch
 
 
 def _train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m meta_train", description="Pipeline meta-training of a learned optimizer."
+        prog="python -m meta_train train",
+        description="Pipeline meta-training of a learned optimizer.",
     )
-    p.add_argument("--preset", default="cpu", choices=list(PRESETS))
+    p.add_argument(
+        "--preset", default="cpu", choices=list(PRESETS), help="paper or cpu scale (default cpu)"
+    )
     p.add_argument("--out", default="runs/meta_train", help="run folder")
     p.add_argument("--kind", choices=list(KINDS), help="learned optimizer (default optim4rl)")
     p.add_argument("--tasks", help="comma-separated task names (default: the preset's)")
-    p.add_argument("--units", type=int, dest="units_per_task", help="training units per task")
-    p.add_argument("--reset-interval", type=int, dest="reset_interval", help="m")
-    p.add_argument("--meta-lr", type=float, dest="meta_lr")
-    p.add_argument("--agent-lr", type=float, dest="agent_lr")
-    p.add_argument("--steps", type=int, dest="meta_steps", help="meta-steps")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
-    p.add_argument("--max-nonfinite", type=int, dest="max_nonfinite")
+    p.add_argument(
+        "--units", type=int, dest="units_per_task", help="training units (agents) per task"
+    )
+    p.add_argument(
+        "--reset-interval",
+        type=int,
+        dest="reset_interval",
+        help="m: meta-steps between two re-initialisations of a unit (its lifetime in the pipeline)",
+    )
+    p.add_argument(
+        "--meta-lr", type=float, dest="meta_lr", help="Adam learning rate of the meta-step"
+    )
+    p.add_argument(
+        "--agent-lr",
+        type=float,
+        dest="agent_lr",
+        help="learning rate of the learned optimizer on the agents",
+    )
+    p.add_argument("--steps", type=int, dest="meta_steps", help="number of meta-steps")
+    p.add_argument("--seed", type=int, help="random seed of agents, environments and meta-params")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        dest="checkpoint_every",
+        help="meta-steps between checkpoints of the meta-parameters",
+    )
+    p.add_argument(
+        "--max-nonfinite",
+        type=int,
+        dest="max_nonfinite",
+        help="consecutive non-finite meta-gradients (skipped) before the run stops",
+    )
     p.add_argument("--no-pipeline", action="store_true", help="ablation: all units the same age")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--init", help="start from these meta-params (optim4rl checkpoint file)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -69,18 +97,31 @@ def parse_train(argv: list[str]):
     return config, args
 
 
+COMMANDS = {
+    "train": Command(
+        "meta_train.__main__:train_main", "pipeline meta-training (the default command)"
+    ),
+    "evaluate": Command(
+        "meta_train.evaluate:main",
+        "fresh A2C agents on each gridworld with a meta-trained optimizer",
+    ),
+    "baselines": Command(
+        "meta_train.baselines:main", "tuned-Adam and random-policy returns on each gridworld"
+    ),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "evaluate":
-        from meta_train.evaluate import main as evaluate_main
+    return dispatch(
+        "python -m meta_train",
+        "Meta-training of learned optimizers on gridworlds.",
+        COMMANDS,
+        argv,
+        default="train",
+    )
 
-        return evaluate_main(argv[1:])
-    if argv and argv[0] == "baselines":
-        from meta_train.baselines import main as baselines_main
 
-        return baselines_main(argv[1:])
-    if argv and argv[0] == "train":
-        argv = argv[1:]
+def train_main(argv: list[str]) -> int:
     try:
         config, args = parse_train(argv)
     except ValueError as err:

@@ -104,10 +104,12 @@ def write_table(results: dict, out: Path, lrs=LR_GRID) -> None:
 
 def add_eval_options(parser: argparse.ArgumentParser) -> None:
     """The evaluation-size options shared by `baselines` and `evaluate`."""
-    parser.add_argument("--preset", default="cpu", choices=list(EVAL_PRESETS))
-    parser.add_argument("--tasks", help="comma-separated task names")
-    parser.add_argument("--seeds", type=int)
-    parser.add_argument("--updates", type=int)
+    parser.add_argument(
+        "--preset", default="cpu", choices=list(EVAL_PRESETS), help="evaluation size (default cpu)"
+    )
+    parser.add_argument("--tasks", help="comma-separated gridworld names (default: the preset's)")
+    parser.add_argument("--seeds", type=int, help="fresh agents (seeds) per task and method")
+    parser.add_argument("--updates", type=int, help="agent updates per training run")
 
 
 def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
@@ -125,7 +127,7 @@ def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m meta_train baselines")
     add_eval_options(p)
-    p.add_argument("--out", default="runs/baselines")
+    p.add_argument("--out", default="runs/baselines", help="output folder (default runs/baselines)")
     args = p.parse_args(argv)
     try:
         ec = eval_config_from_args(args)

@@ -241,7 +241,7 @@ def main(argv: list[str]) -> int:
     )
     p.add_argument("--baselines", help="baselines.json from `python -m meta_train baselines`")
     p.add_argument("--adam-lr", type=float, help="Adam lr on every task (default: tuned here)")
-    p.add_argument("--out", default="runs/evaluate")
+    p.add_argument("--out", default="runs/evaluate", help="output folder (default runs/evaluate)")
     args = p.parse_args(argv)
     try:
         ec = eval_config_from_args(args)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax
 
 import optim4rl
+from optim4rl.cli import Command, dispatch
 
 
 class _MLP(nn.Module):
@@ -64,23 +65,47 @@ def demo(steps: int, learning_rate: float) -> None:
         print(f"{t:>6} " + " ".join(f"{float(v[t]):>22.5f}" for v in losses.values()))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m optim4rl")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="train a small regression net with Optim4RL and AdamW")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    sub.add_parser("list", help="list shipped pretrained optimizers")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        demo(args.steps, args.learning_rate)
-    else:
-        for name in optim4rl.pretrained_names():
-            _, header = optim4rl.pretrained(name)
-            print(f"{name}: kind={header['kind']} created={header['created']}")
-            for key, value in header["provenance"].items():
-                print(f"  {key}: {value}")
+def demo_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m optim4rl demo",
+        description="Fit y = sin(3x) with a 64-64 tanh MLP, once with Optim4RL, once with AdamW.",
+    )
+    p.add_argument("--steps", type=int, default=1000, help="optimizer steps per run (default 1000)")
+    p.add_argument(
+        "--learning-rate", type=float, default=1e-3, help="learning rate of both (default 1e-3)"
+    )
+    args = p.parse_args(argv)
+    demo(args.steps, args.learning_rate)
     return 0
+
+
+def list_main(argv: list[str]) -> int:
+    argparse.ArgumentParser(
+        prog="python -m optim4rl list",
+        description="The shipped pretrained optimizers, their kind and their provenance.",
+    ).parse_args(argv)
+    for name in optim4rl.pretrained_names():
+        _, header = optim4rl.pretrained(name)
+        print(f"{name}: kind={header['kind']} created={header['created']}")
+        for key, value in header["provenance"].items():
+            print(f"  {key}: {value}")
+        for amendment in header.get("amendments", []):
+            print(f"  amended {amendment['date']}: {amendment['change']}")
+    return 0
+
+
+COMMANDS = {
+    "demo": Command(
+        "optim4rl.__main__:demo_main", "train a small regression net with Optim4RL and AdamW"
+    ),
+    "list": Command(
+        "optim4rl.__main__:list_main", "the shipped pretrained optimizers and their provenance"
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return dispatch("python -m optim4rl", "Learned optimizers as optax transforms.", COMMANDS, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`python -m resel --env NAME --preset {paper,cpu} --steps N --seed S --out DIR [options]`.
+"""`python -m resel [train] --env NAME --preset {paper,cpu} --steps N --seed S --out DIR [options]`,
+`python -m resel envs` (the task names with their families).
 
 Per-module optimizers: `--optim policy.context_encoder="adamw(learning_rate=1e-5)"`,
 `--optim critic.default="optim4rl(learning_rate=1e-3, pretrained='gridworld')"`,
@@ -14,6 +15,7 @@ import dataclasses
 import sys
 
 import optim4rl
+from optim4rl.cli import Command, dispatch
 from resel import config as cfg_mod
 
 USAGE_EXAMPLE = (
@@ -24,20 +26,29 @@ USAGE_EXAMPLE = (
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m resel", description="Train RESeL.", epilog=f"example: {USAGE_EXAMPLE}"
+        prog="python -m resel train", description="Train RESeL.", epilog=f"example: {USAGE_EXAMPLE}"
     )
-    p.add_argument("--env", required=True, help="task name (resel.envs.names())")
-    p.add_argument("--preset", choices=sorted(cfg_mod.PRESETS), default="cpu")
+    p.add_argument("--env", required=True, help="task name (`python -m resel envs` lists them)")
+    p.add_argument(
+        "--preset",
+        choices=sorted(cfg_mod.PRESETS),
+        default="cpu",
+        help="the paper's settings for the task's suite, or the scaled-down cpu preset (default)",
+    )
     p.add_argument("--steps", type=int, help="total environment steps")
     p.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds (vmapped)")
     p.add_argument("--out", help="run folder (config.json, metrics.jsonl, checkpoint.msgpack)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.msgpack")
-    p.add_argument("--encoder", choices=["mamba", "gru", "transformer", "none"])
+    p.add_argument(
+        "--encoder",
+        choices=["mamba", "gru", "transformer", "none"],
+        help="context encoder core (none: no context encoder; see docs/resel.md for its optimizer rule)",
+    )
     p.add_argument("--scan", choices=["parallel", "sequential", "chunked"], help="Mamba scan")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--gamma", type=float)
+    p.add_argument("--batch-size", type=int, help="transitions per gradient step")
+    p.add_argument("--gamma", type=float, help="discount factor")
     p.add_argument("--warmup", type=int, help="uniform-random steps before learning")
-    p.add_argument("--eval-every", type=int)
+    p.add_argument("--eval-every", type=int, help="environment steps between evaluations")
     p.add_argument("--env-steps-per-update", type=int, help="1: one update per env step")
     p.add_argument("--reward-input", choices=["yes", "no"], help="last reward as an input")
     p.add_argument("--lr-ce", type=float, help="AdamW lr of both context encoders")
@@ -50,7 +61,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="NET.PATTERN=SPEC",
         help="optimizer spec for a module (repeatable); NET is policy, critic or alpha",
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 
@@ -101,8 +112,35 @@ def config_from_args(args: argparse.Namespace) -> cfg_mod.Config:
     return dataclasses.replace(c, **kw)
 
 
+def envs_main(argv: list[str]) -> int:
+    argparse.ArgumentParser(
+        prog="python -m resel envs", description="RESeL's task names, one per line with its family."
+    ).parse_args(argv)
+    from resel import envs
+
+    for name in envs.names():
+        print(f"  {name:<28}{envs.family_of(name)}")
+    return 0
+
+
+COMMANDS = {
+    "train": Command("resel.__main__:train_main", "train RESeL on a task (the default command)"),
+    "envs": Command("resel.__main__:envs_main", "the task names with their families"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    return dispatch(
+        "python -m resel",
+        "RESeL: recurrent off-policy RL with per-module optimizers.",
+        COMMANDS,
+        argv,
+        default="train",
+    )
+
+
+def train_main(argv: list[str]) -> int:
+    args = parse_args(argv)
     from resel import train
 
     try:

@@ -195,7 +195,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "2-d (t-SNE or PCA) and coloured by gravity; R^2 of a linear fit of log gravity on "
         "held-out gravities.",
     )
-    p.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    p.add_argument("--scale", choices=sorted(SCALES), default="cpu", help="sizes (default cpu)")
     p.add_argument("--run", help="a `python -m resel --out` folder of a gravity task (skips "
                    "training)")  # fmt: skip
     p.add_argument("--env", help="gravity task to train on (default: the scale's)")
@@ -208,7 +208,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--tsne-points", type=int, default=2000,
                    help="steps drawn for the exact t-SNE (O(n^2) memory and time)")  # fmt: skip
     p.add_argument("--gravity-seed", type=int, default=0, help="seed of the 60-gravity set")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="training and rollout seed")
     p.add_argument("--out", help="output folder (default runs/analyze/context-embedding-SCALE)")
     args = p.parse_args(argv)
     for name in ("train_steps", "episode_length", "episodes", "tsne_points"):

@@ -438,21 +438,23 @@ def main(argv: list[str]) -> int:
         description="Optim4RL Fig. 1: histograms of log10(|g|+1e-8) of agent gradients at the "
         "start, middle and end of training, A2C on a gridworld vs supervised classification.",
     )
-    p.add_argument("--scale", default="cpu", choices=list(PRESETS))
-    p.add_argument("--out", default="runs/analyze/grad-distribution")
+    p.add_argument("--scale", default="cpu", choices=list(PRESETS), help="sizes (default cpu)")
+    p.add_argument("--out", default="runs/analyze/grad-distribution", help="output folder")
     p.add_argument("--task", help="gridworld task (default big_dense_long)")
-    p.add_argument("--optimizer", choices=list(OPTIMIZERS))
-    p.add_argument("--rl-lr", type=float)
-    p.add_argument("--sl-lr", type=float)
-    p.add_argument("--num-envs", type=int)
+    p.add_argument(
+        "--optimizer", choices=list(OPTIMIZERS), help="optimizer of both runs (default rmsprop)"
+    )
+    p.add_argument("--rl-lr", type=float, help="learning rate of the A2C run")
+    p.add_argument("--sl-lr", type=float, help="learning rate of the supervised run")
+    p.add_argument("--num-envs", type=int, help="parallel environments of the A2C run")
     p.add_argument("--updates", type=int, dest="rl_updates", help="A2C updates")
-    p.add_argument("--sl-updates", type=int)
-    p.add_argument("--sl-batch", type=int)
-    p.add_argument("--sl-dataset", type=int)
+    p.add_argument("--sl-updates", type=int, help="supervised updates")
+    p.add_argument("--sl-batch", type=int, help="supervised batch size")
+    p.add_argument("--sl-dataset", type=int, help="supervised dataset size")
     p.add_argument("--window", type=int, help="updates collected per phase")
-    p.add_argument("--seeds", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--seeds", type=int, help="runs per setting (vmapped)")
+    p.add_argument("--seed", type=int, help="first seed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     names = [f for f in GradConfig.__dataclass_fields__ if getattr(args, f, None) is not None]
     try:

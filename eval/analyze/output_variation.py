@@ -352,18 +352,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="RESeL Fig. 3: action variation vs rollout step after one policy gradient "
         "step, per (LR_CE, LR_other), with Proposition 1's bound estimated on the episodes.",
     )
-    p.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    p.add_argument("--scale", choices=sorted(SCALES), default="cpu", help="sizes (default cpu)")
     p.add_argument("--run", help="a `python -m resel --out` folder: restore its policy, critic "
                    "and replay buffer (default: a fresh policy and a warm-up buffer)")  # fmt: skip
     p.add_argument("--seed-index", type=int, default=0, help="which seed of --run")
     p.add_argument("--env", help="task when there is no --run (default: the scale's)")
     p.add_argument("--episodes", type=int, help="episodes averaged over")
     p.add_argument("--steps", type=int, help="rollout steps T (at most the episode length)")
-    p.add_argument("--pairs", nargs="+", default=list(DEFAULT_PAIRS), metavar="LR_CE,LR_OTHER")
+    p.add_argument("--pairs", nargs="+", default=list(DEFAULT_PAIRS), metavar="LR_CE,LR_OTHER",
+                   help="AdamW learning rates of the context encoder and of the rest")  # fmt: skip
     p.add_argument("--learned", nargs="*", default=list(DEFAULT_LEARNED), metavar="LR",
                    help="learning rates of Optim4RL on the context encoder (none: leave out)")  # fmt: skip
     p.add_argument("--learned-other", type=float, default=3e-4, help="AdamW LR of the rest")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="rollout seed")
     p.add_argument("--out", help="output folder (default runs/analyze/output-variation-SCALE)")
     args = p.parse_args(argv)
     for name in ("episodes", "steps"):

@@ -6,34 +6,35 @@ a shared CPU vary by about +-30% from run to run.
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import sys
 
+from optim4rl.cli import Command, dispatch
+
 BENCHMARKS = {
-    "optimizer": "eval.bench.optimizer",
-    "meta-train": "eval.bench.meta_train",
-    "resel": "eval.bench.resel",
-    "envs": "eval.bench.envs",
-    "ppo": "eval.bench.ppo",
+    "optimizer": Command("eval.bench.optimizer:main", "one update: learned kinds vs optax.adamw"),
+    "meta-train": Command("eval.bench.meta_train:main", "one meta-iteration vs plain A2C updates"),
+    "resel": Command(
+        "eval.bench.resel:main",
+        "RESeL update per encoder, Mamba vs GRU, parallel vs sequential scan",
+    ),
+    "envs": Command(
+        "eval.bench.envs:main",
+        "env steps/s of every task family vs gymnax / Brax stepping the same dynamics",
+    ),
+    "ppo": Command(
+        "eval.bench.ppo:main", "eval.ppo training env steps/s (Adam, Optim4RL) vs Brax's own PPO"
+    ),
 }
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help", "--list"):
-        print("benchmarks: " + ", ".join(BENCHMARKS))
-        return 0
-    name, rest = argv[0], argv[1:]
-    if name not in BENCHMARKS:
-        close = difflib.get_close_matches(name, BENCHMARKS, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        print(
-            f"unknown benchmark {name!r}{hint}; available: {', '.join(BENCHMARKS)}", file=sys.stderr
-        )
-        return 2
-    try:
-        module = importlib.import_module(BENCHMARKS[name])
-    except ModuleNotFoundError as err:
-        print(f"benchmark {name!r} is not available yet ({err})", file=sys.stderr)
-        return 2
-    return module.main(rest)
+    return dispatch(
+        "python -m eval bench",
+        "Benchmarks; each reports ratios to a baseline measured in the same run.",
+        BENCHMARKS,
+        argv,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -109,7 +109,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steps", type=int, default=200, help="steps per timed call")
     parser.add_argument("--batches", default="1,64", help="comma-separated batch sizes")
     parser.add_argument("--backends", default="spring", help="Brax backends to time")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions (median)")
     parser.add_argument("--json", default="", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
 

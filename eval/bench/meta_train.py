@@ -52,10 +52,10 @@ def plain_a2c(config, units) -> callable:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m eval bench meta-train")
-    p.add_argument("--preset", default="cpu", choices=list(PRESETS))
+    p.add_argument("--preset", default="cpu", choices=list(PRESETS), help="meta-training preset")
     p.add_argument("--tasks", help="comma-separated subset of tasks")
-    p.add_argument("--units", type=int)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--units", type=int, help="training units per task")
+    p.add_argument("--repeats", type=int, default=3, help="timed repetitions (median)")
     args = p.parse_args(argv)
     config = PRESETS[args.preset]
     if args.tasks:

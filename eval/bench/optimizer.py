@@ -32,8 +32,10 @@ def mlp_like_tree(n: int, key: jax.Array) -> dict[str, jax.Array]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval bench optimizer")
-    parser.add_argument("--sizes", type=float, nargs="+", default=[1e4, 1e5, 1e6])
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument(
+        "--sizes", type=float, nargs="+", default=[1e4, 1e5, 1e6], help="parameters per tree"
+    )
+    parser.add_argument("--repeats", type=int, default=20, help="timed updates (median)")
     args = parser.parse_args(argv)
     key = jax.random.key(0)
     optimizers = {"adamw": optax.adamw(1e-3)}

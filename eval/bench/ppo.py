@@ -93,12 +93,14 @@ def _is_deprecated_stub() -> bool:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval bench ppo", description=__doc__)
-    parser.add_argument("--env", default="inverted_pendulum")
-    parser.add_argument("--preset", default="cpu", choices=("cpu", "paper"))
+    parser.add_argument("--env", default="inverted_pendulum", help="Brax environment")
+    parser.add_argument(
+        "--preset", default="cpu", choices=("cpu", "paper"), help="eval.ppo preset (sizes)"
+    )
     parser.add_argument("--num-envs", type=int, default=None, help="default: the preset's")
     parser.add_argument("--steps-per-epoch", type=int, default=8, help="training steps timed")
-    parser.add_argument("--learning-rate", type=float, default=3e-4)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--learning-rate", type=float, default=3e-4, help="of Adam and Optim4RL")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions (median)")
     parser.add_argument("--skip-brax", action="store_true", help="skip Brax's own PPO (slow)")
     args = parser.parse_args(argv)
 

@@ -139,8 +139,9 @@ def bench_scans(lengths, repeats: int) -> None:
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m eval bench resel", description=__doc__)
     p.add_argument("--quick", action="store_true", help="cpu sizes and short lengths only")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--skip", nargs="*", default=[], choices=["updates", "encoders", "scans"])
+    p.add_argument("--repeats", type=int, default=3, help="timed repetitions (median)")
+    p.add_argument("--skip", nargs="*", default=[], choices=["updates", "encoders", "scans"],
+                   help="parts of the benchmark to leave out")  # fmt: skip
     args = p.parse_args(argv)
     print(f"# RESeL benchmark on {jax.default_backend()} ({jax.device_count()} device(s)); "
           f"default selective scan here: ", end="")  # fmt: skip
