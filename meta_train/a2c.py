@@ -13,7 +13,7 @@ under stop_gradient, bootstrapped from V(s_T), cut at episode ends):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -197,8 +197,3 @@ def make_train_fn(config: A2CConfig, make_optimizer: Callable[[Any], optax.Gradi
         return jax.lax.scan(update, state, jax.random.split(k_run, config.num_updates))
 
     return train
-
-
-def with_task(config: A2CConfig, task: str) -> A2CConfig:
-    """The same A2C settings on another task."""
-    return replace(config, task=task)

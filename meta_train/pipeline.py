@@ -94,7 +94,7 @@ class Pipeline:
         if config.meta_clip is not None:
             meta_tx.insert(0, optax.clip_by_global_norm(config.meta_clip))
         self.meta_optimizer = optax.chain(*meta_tx)
-        self.step = jax.jit(self._step, donate_argnums=())
+        self.step = jax.jit(self._step)
 
     # ---- units -------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from resel import envs
-from tests.test_envs_rollout import rollout
+from tests.envs_rollout import rollout
 
 GYMNAX_TASKS = [
     "Pendulum",

@@ -14,7 +14,7 @@ import pytest
 
 from resel import envs
 from resel.envs import gravity
-from tests.test_envs_rollout import rollout
+from tests.envs_rollout import rollout
 
 BRAX_FAMILIES = ("locomotion", "gravity", "meta")
 BRAX_TASKS = [

@@ -1,4 +1,5 @@
-"""Shared helper for the resel.envs tests (no tests here): random-action rollouts under scan."""
+"""Shared helper for the resel.envs tests (a helper module, not a test module, so pytest does not
+collect it): random-action rollouts under scan."""
 
 from __future__ import annotations
 
