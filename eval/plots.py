@@ -40,6 +40,19 @@ def _grid(n: int):
 
 def learning_curves(groups: list, stem: Path, *, title: str = "") -> list[Path]:
     """One panel per task: mean return against env steps per optimizer, shaded +- standard error."""
+    return _save(learning_curves_figure(groups, title=title), stem)
+
+
+def _save(fig: Any, stem: Path) -> list[Path]:
+    if fig is None:
+        return []
+    paths = save_figure(fig, stem)
+    pyplot().close(fig)
+    return paths
+
+
+def learning_curves_figure(groups: list, *, title: str = "") -> Any:
+    """The figure of `learning_curves` (one line per optimizer and task, in `groups` order)."""
     tasks = list(dict.fromkeys(g.task for g in groups))
     plt, fig, axes = _grid(len(tasks))
     for ax, task in zip(axes, tasks, strict=False):
@@ -57,14 +70,17 @@ def learning_curves(groups: list, stem: Path, *, title: str = "") -> list[Path]:
     axes[0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    paths = save_figure(fig, stem)
-    plt.close(fig)
-    return paths
+    return fig
 
 
 def sensitivity(groups: list, stem: Path, *, last: int = 1, title: str = "") -> list[Path]:
     """Final return (mean +- se) against the swept value of each one-key numeric sweep family;
     unswept optimizers appear as dashed horizontal references. No file when nothing was swept."""
+    return _save(sensitivity_figure(groups, last=last, title=title), stem)
+
+
+def sensitivity_figure(groups: list, *, last: int = 1, title: str = "") -> Any:
+    """The figure of `sensitivity`, or None when nothing was swept."""
     from eval.stats import final_return
 
     swept = [
@@ -73,7 +89,7 @@ def sensitivity(groups: list, stem: Path, *, last: int = 1, title: str = "") -> 
         if len(g.sweep) == 1 and isinstance(next(iter(g.sweep.values())), int | float)
     ]
     if not swept:
-        return []
+        return None
     tasks = list(dict.fromkeys(g.task for g in groups))
     plt, fig, axes = _grid(len(tasks))
     for ax, task in zip(axes, tasks, strict=False):
@@ -102,6 +118,4 @@ def sensitivity(groups: list, stem: Path, *, last: int = 1, title: str = "") -> 
     axes[0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    paths = save_figure(fig, stem)
-    plt.close(fig)
-    return paths
+    return fig

@@ -299,3 +299,51 @@ def test_noise_guard_threshold_and_single_seed(tmp_path):
         assert ref["used"] is used and ref["gap"] == pytest.approx(shift)
     (ref,) = normalisation_refs([group("t", "x", [[0, 3]]), group("t", "y", [[1, 2]])], 1)
     assert ref["used"] and "1 seed" in ref["reason"] and ref["gap"] == pytest.approx(2.5)
+
+
+def _group(task, variant, curves, sweep=None):
+    from eval.report import Group
+
+    curves = np.asarray(curves, float)
+    steps = 100.0 * np.arange(curves.shape[1])
+    family = variant.split("[")[0]
+    return Group(task, variant, family, sweep or {}, list(range(len(curves))), steps, curves, [])
+
+
+def test_plots_draw_the_hand_computed_numbers(tmp_path):
+    import matplotlib.image
+
+    from eval import plots
+
+    adam = _group("a", "adam", [[0, 1, 2], [2, 3, 4]])  # mean 1, 2, 3; se = sqrt(2)/sqrt(2) = 1
+    sgd = [
+        _group("a", f"sgd[lr={lr}]", [[0, 0, f], [0, 0, f + 2]], {"lr": lr})
+        for lr, f in ((1.0, 10.0), (0.1, 4.0))  # finals: mean f + 1, se 1
+    ]
+    fig = plots.learning_curves_figure([adam, *sgd], title="t")
+    ax = fig.axes[0]
+    line = ax.lines[0]
+    np.testing.assert_array_equal(line.get_xdata(), [0, 100, 200])
+    np.testing.assert_allclose(line.get_ydata(), [1, 2, 3])
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(0.0) and band.max() == pytest.approx(4.0)
+    assert [t.get_text() for t in ax.get_legend().get_texts()][0] == "adam (n=2)"
+    plots.pyplot().close(fig)
+
+    fig = plots.sensitivity_figure([adam, *sgd], last=1)
+    ax = fig.axes[0]
+    swept = ax.lines[0]  # the errorbar's line, sorted by learning rate
+    np.testing.assert_allclose(swept.get_xdata(), [0.1, 1.0])
+    np.testing.assert_allclose(swept.get_ydata(), [5.0, 11.0])
+    assert ax.get_xscale() == "log"  # the swept values span a factor 10
+    reference = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
+    assert [ln.get_ydata()[0] for ln in reference] == [pytest.approx(3.0)]  # adam's final mean
+    plots.pyplot().close(fig)
+    assert plots.sensitivity_figure([adam]) is None  # nothing swept: no figure, no file
+
+    png, pdf = plots.learning_curves([adam, *sgd], tmp_path / "curves")
+    assert pdf.read_bytes().startswith(b"%PDF")
+    pixels = matplotlib.image.imread(png)[..., :3]
+    for colour in ("#1f77b4", "#ff7f0e", "#2ca02c"):  # the three optimizers' lines
+        rgb = np.array(matplotlib.colors.to_rgb(colour))
+        assert np.sum(np.all(np.abs(pixels - rgb) < 0.02, axis=-1)) > 50, colour
