@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from brax.training.acme import running_statistics, specs
 from brax.training.agents.ppo.losses import compute_gae
 
 from eval.ppo import PPOConfig, gae, make_ppo, make_train, preset
@@ -107,3 +108,72 @@ def test_config_errors_name_the_problem():
         PPOConfig(num_envs=100, batch_size=10, num_minibatches=3)
     with pytest.raises(ValueError, match="unknown Brax env 'antt'"):
         make_ppo(preset("cpu", env="antt"), optax.adam(1e-3))
+
+
+def test_ppo_loss_equals_brax_ppo_loss_on_the_same_batch():
+    """eval.ppo's loss and its gradient against brax.training.agents.ppo.losses.compute_ppo_loss
+    on one batch (a behaviour policy other than the current one, so the ratio clip is active)."""
+    from brax.training import types
+    from brax.training.agents.ppo import losses as brax_losses
+    from brax.training.agents.ppo.losses import PPONetworkParams
+
+    from eval.ppo import ppo_loss
+    from eval.ppo.train import make_env, make_networks
+
+    config = preset("cpu", value_hidden_layer_sizes=(16,), policy_hidden_layer_sizes=(16,))
+    networks = make_networks(config, make_env(config))
+    dist = networks.parametric_action_distribution
+    keys = jax.random.split(jax.random.key(0), 8)
+    params = {"policy": networks.policy_network.init(keys[0]), "value": networks.value_network.init(keys[1])}  # fmt: skip
+    behaviour = networks.policy_network.init(keys[2])
+    normalizer = running_statistics.init_state(specs.Array((4,), jnp.float32))
+    B, T = 6, 5
+    obs = jax.random.normal(keys[3], (B, T, 4))
+    logits = networks.policy_network.apply(normalizer, behaviour, obs)
+    raw_action = dist.sample_no_postprocessing(logits, keys[4])
+    truncation = (jax.random.uniform(keys[5], (B, T)) < 0.15).astype(jnp.float32)
+    done = jnp.maximum(truncation, (jax.random.uniform(keys[6], (B, T)) < 0.2).astype(jnp.float32))
+    data = {
+        "obs": obs,
+        "next_obs": obs + 0.1,
+        "raw_action": raw_action,
+        "log_prob": dist.log_prob(logits, raw_action),
+        "reward": jax.random.normal(keys[7], (B, T)),
+        "done": done,
+        "truncation": truncation,
+    }
+    transition = types.Transition(
+        observation=data["obs"],
+        action=dist.postprocess(raw_action),
+        reward=data["reward"],
+        discount=1.0 - data["done"],
+        next_observation=data["next_obs"],
+        extras={
+            "policy_extras": {"raw_action": raw_action, "log_prob": data["log_prob"], "distribution_params": logits},
+            "state_extras": {"truncation": truncation},
+        },
+    )  # fmt: skip
+    ours = lambda p: ppo_loss(p, normalizer, data, keys[0], networks=networks, config=config)
+    theirs = lambda p: brax_losses.compute_ppo_loss(
+        PPONetworkParams(policy=p["policy"], value=p["value"]),
+        normalizer,
+        transition,
+        keys[0],
+        networks,
+        entropy_cost=config.entropy_cost,
+        discounting=config.discounting,
+        reward_scaling=config.reward_scaling,
+        gae_lambda=config.gae_lambda,
+        clipping_epsilon=config.clipping_epsilon,
+        normalize_advantage=config.normalize_advantage,
+        vf_coefficient=config.vf_loss_coefficient,
+    )
+    (loss, m), grad = jax.jit(jax.value_and_grad(ours, has_aux=True))(params)
+    (ref, rm), ref_grad = jax.jit(jax.value_and_grad(theirs, has_aux=True))(params)
+    np.testing.assert_allclose(loss, ref, rtol=1e-5)
+    for a, b in (("policy_loss", "policy_loss"), ("value_loss", "v_loss"), ("entropy_loss", "entropy_loss")):  # fmt: skip
+        np.testing.assert_allclose(m[a], rm[b], rtol=1e-5, atol=1e-7)
+    for g, r in zip(jax.tree.leaves(grad), jax.tree.leaves(ref_grad), strict=True):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-6)
+    rho = jnp.exp(dist.log_prob(networks.policy_network.apply(normalizer, params["policy"], obs), raw_action) - data["log_prob"])  # fmt: skip
+    assert float(jnp.max(jnp.abs(rho - 1.0))) > config.clipping_epsilon  # the clip matters here
