@@ -13,6 +13,7 @@ never leaves a half-written checkpoint in place of a good one.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -238,6 +239,8 @@ def pretrained(name: str) -> tuple[MetaParams, dict[str, Any]]:
     names = pretrained_names()
     if name not in names:
         listed = ", ".join(names) if names else "none are shipped in this installation"
-        raise LookupError(f"no pretrained optimizer named {name!r}; available: {listed}")
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise LookupError(f"no pretrained optimizer named {name!r}{hint}; available: {listed}")
     with resources.as_file(resources.files("optim4rl") / "pretrained" / f"{name}{SUFFIX}") as p:
         return load_meta_params(p)

@@ -190,8 +190,9 @@ def _annotations(fn: Any) -> dict[str, Any]:
     for name, param in inspect.signature(fn).parameters.items():
         ann = param.annotation
         if isinstance(ann, str):
+            holder = types.SimpleNamespace(__annotations__={name: ann})
             try:
-                ann = typing.ForwardRef(ann)._evaluate(namespace, None, recursive_guard=frozenset())
+                ann = typing.get_type_hints(holder, globalns=namespace)[name]
             except Exception:
                 continue
         if ann is not inspect.Parameter.empty:

@@ -161,6 +161,8 @@ def test_save_refuses_a_kind_that_does_not_match_the_layout(tmp_path, meta_param
 def test_pretrained_unknown_name_lists_the_available_ones():
     with pytest.raises(LookupError, match="no pretrained optimizer named 'nope'; available"):
         optim4rl.pretrained("nope")
+    with pytest.raises(LookupError, match="'gridwrld' \\(did you mean gridworld"):
+        optim4rl.pretrained("gridwrld")
 
 
 @pytest.mark.parametrize("name", ["gridworld", "gridworld_lin", "gridworld_l2lgd2"])
