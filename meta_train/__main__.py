@@ -106,7 +106,8 @@ COMMANDS = {
         "fresh A2C agents on each gridworld with a meta-trained optimizer",
     ),
     "baselines": Command(
-        "meta_train.baselines:main", "tuned-Adam and random-policy returns on each gridworld"
+        "meta_train.baselines:main",
+        "A2C with Adam and RMSProp over the learning-rate grid, per gridworld",
     ),
 }
 
