@@ -16,6 +16,7 @@ BENCHMARKS = {
     "resel": "eval.bench.resel",
     "envs": "eval.bench.envs",
     "ppo": "eval.bench.ppo",
+    "scaling": "eval.bench.scaling",
 }
 
 
