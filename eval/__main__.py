@@ -7,7 +7,7 @@ import sys
 USAGE = """usage: python -m eval COMMAND ...
 
 commands:
-  run STUDY [--out DIR] [--scale cpu|paper]
+  run STUDY [--out DIR] [--scale cpu|paper] [--workers N | --backend ray]
                          run a study (TOML file or shipped name), then write its report
   report DIR             tables (Markdown, CSV) and plots (PNG, PDF) of a study's results
   bench NAME [options]   benchmarks; `python -m eval bench --list` names them

@@ -12,6 +12,7 @@ re-run skips finished runs and redoes unfinished ones from the start.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -88,13 +89,16 @@ def run_cell(study: Study, task: str, variant, todo: list[tuple]) -> list[str]:
     """Run one cell's unfinished seeds (vmapped) into their folders; returns one warning per
     diverged seed. A run's done.json is written last, so a killed cell is redone from the start."""
     from eval.algorithms import get_algorithm
+    from optim4rl import distributed
 
     algorithm = get_algorithm(study.algorithm)
+    main = distributed.is_main()  # several processes: all compute, process 0 writes
     files = []
     for _, folder, config in todo:
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(folder / "config.json", config)
-        files.append(open(folder / "metrics.jsonl", "w"))  # noqa: SIM115 - closed below
+        if main:
+            atomic_write_json(folder / "config.json", config)
+        path = folder / "metrics.jsonl" if main else os.devnull
+        files.append(open(path, "w"))  # noqa: SIM115 - closed below
     finite = [True] * len(todo)
 
     def on_eval(i: int, row: dict[str, float]) -> None:
@@ -126,7 +130,8 @@ def run_cell(study: Study, task: str, variant, todo: list[tuple]) -> list[str]:
                 f"warning: {task} / {variant.name} / seed {seed}: non-finite parameters or loss"
             )
         status = "finished" if ok else "diverged"
-        atomic_write_json(folder / DONE, {"status": status, "cell_seconds": seconds})
+        if main:
+            atomic_write_json(folder / DONE, {"status": status, "cell_seconds": seconds})
     return warnings
 
 
@@ -147,9 +152,11 @@ def run_study(
     local Ray instance, or RAY_ADDRESS), each reserving `cell_gpus` GPUs. Every backend writes the
     same files.
     """
+    import jax
+
+    from optim4rl import distributed
+
     out = Path(out).resolve()  # workers on other hosts write where the study says
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "study.json", study.to_json())
     counts = {"ran": 0, "skipped": 0, "diverged": 0}
     cells = []
     for task in study.tasks:
@@ -158,8 +165,14 @@ def run_study(
             counts["skipped"] += skipped
             if todo:
                 cells.append((task, variant, todo))
-    bar = tqdm(total=len(cells), desc=study.name, unit="cell")
-    if backend == "local" and min(workers, len(cells)) <= 1:
+    several = jax.process_count() > 1  # one program over several processes: cells one by one
+    if several and backend != "local":
+        raise ValueError("a multi-process run runs its cells itself; --backend ray needs one")
+    distributed.barrier("eval.run_study")  # every process has read the folder before writes
+    if distributed.is_main():
+        atomic_write_json(out / "study.json", study.to_json())
+    bar = tqdm(total=len(cells), desc=study.name, unit="cell", disable=not distributed.is_main())
+    if backend == "local" and (several or min(workers, len(cells)) <= 1):
         results = ((i, run_cell(study, *cell)) for i, cell in enumerate(cells))
     else:
         from eval.workers import map_cells
@@ -179,10 +192,12 @@ def run_study(
 
 def main(argv: list[str]) -> int:
     """`python -m eval run STUDY [--out DIR] [--scale cpu|paper] [--no-report] [--workers N]
-    [--backend local|ray] [--address ADDR]`."""
+    [--backend local|ray] [--address ADDR] [--cell-gpus G]` and the multi-process flags of
+    `optim4rl.distributed` (one program: every cell's seeds sharded over all processes)."""
     import argparse
 
     from eval.study import StudyError, load_study, shipped_studies
+    from optim4rl import distributed
 
     parser = argparse.ArgumentParser(
         prog="python -m eval run",
@@ -200,12 +215,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--backend", default="local", choices=("local", "ray"))
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a new one)")
     parser.add_argument("--cell-gpus", type=float, default=0, help="GPUs per Ray task (a cell)")
+    distributed.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be >= 1")
     try:
+        distributed.initialize_from_args(args)
         study = load_study(args.study, args.scale)
-    except StudyError as err:
+    except (StudyError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out = Path(args.out or f"runs/{study.name}-{study.scale}")
@@ -228,7 +245,7 @@ def main(argv: list[str]) -> int:
         f"ran {counts['ran']} run(s), skipped {counts['skipped']} finished, "
         f"{counts['diverged']} diverged"
     )
-    if not args.no_report:
+    if not args.no_report and distributed.is_main():
         from eval.report import write_report
 
         print(write_report(out))

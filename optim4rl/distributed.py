@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
@@ -86,15 +87,38 @@ def is_main() -> bool:
 
 
 def gather(tree: Any) -> Any:
-    """The whole tree as NumPy arrays on every host (sharded leaves are all-gathered).
+    """The whole tree as NumPy arrays on every host (arrays spanning processes are all-gathered).
 
-    Every process must call it (it is a collective when there are several processes).
+    Every process must call it (it is a collective when the arrays span several processes).
     """
-    if jax.process_count() == 1:
-        return jax.device_get(tree)
     from jax.experimental import multihost_utils
 
-    return multihost_utils.process_allgather(tree, tiled=True)
+    def one(x):
+        if getattr(x, "is_fully_addressable", True):  # NumPy, or on this process's devices
+            return jax.device_get(x)
+        return multihost_utils.process_allgather(x, tiled=True)
+
+    return jax.tree_util.tree_map(one, tree)
+
+
+def shard_seeds(tree: Any) -> Any:
+    """`tree` (every leaf with a leading axis of seeds) sharded on that axis over all devices of
+    all processes, when there are several and they divide the seed count; else unchanged (then
+    every process computes every seed). Jitted vmapped functions keep the sharding."""
+    devices = jax.devices()
+    n = jax.tree_util.tree_leaves(tree)[0].shape[0]
+    if len(devices) == 1 or n % len(devices):
+        return tree
+    sharding = NamedSharding(Mesh(np.array(devices), ("seeds",)), PartitionSpec("seeds"))
+
+    def put(x):  # every process holds the whole value and keeps its devices' rows
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            data = put(jax.random.key_data(x))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree_util.tree_map(put, tree)
 
 
 def barrier(name: str) -> None:

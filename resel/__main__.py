@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import sys
 
+from optim4rl import distributed
 from resel import config as cfg_mod
 
 USAGE_EXAMPLE = (
@@ -50,6 +51,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="optimizer spec for a module (repeatable); NET is policy, critic or alpha",
     )
     p.add_argument("--no-progress", action="store_true")
+    distributed.add_arguments(p)  # seeds sharded over all processes' devices
     return p.parse_args(argv)
 
 
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     from resel import train
 
     try:
+        distributed.initialize_from_args(args)
         c = config_from_args(args)
         rows = train.run(
             c, args.env, args.seed, args.out, resume=args.resume, progress=not args.no_progress

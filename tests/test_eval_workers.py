@@ -1,13 +1,18 @@
 """A study's cells in two local worker processes and as tasks of a real local Ray instance write
-exactly the files that one process writes; a parallel re-run redoes only unfinished runs."""
+exactly the files that one process writes; a parallel re-run redoes only unfinished runs; the
+study as one program over two processes writes the same numbers."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
+import numpy as np
 import pytest
 
 from eval.runner import DONE, run_study
@@ -93,3 +98,38 @@ def test_ray_tasks_write_what_one_process_writes(one_process):
     finally:
         ray.shutdown()
     assert _results(folder / "ray") == expected
+
+
+def _rows(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_two_processes_shard_each_cells_seeds_and_write_once(one_process):
+    """`python -m eval run` as one program over two processes (gloo): each cell's two seeds are
+    sharded one per process; process 0 writes the same runs as one process (to float tolerance)."""
+    study, folder, expected = one_process
+    out = folder / "two_processes"
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        address = f"localhost:{s.getsockname()[1]}"
+    cmd = [sys.executable, "-m", "eval", "run", str(folder / "s.toml"), "--out", str(out)]
+    cmd += ["--no-report", "--coordinator", address, "--num-processes", "2", "--process-id"]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device each
+    procs = [
+        subprocess.Popen(
+            [*cmd, str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for i in range(2)
+    ]
+    for p in procs:
+        output = p.communicate(timeout=600)[0]
+        assert p.returncode == 0, output[-3000:]
+    got = _results(out)
+    assert got.keys() == expected.keys()
+    for name, text in expected.items():
+        if name.endswith("metrics.jsonl"):
+            for a, b in zip(_rows(got[name]), _rows(text), strict=True):
+                assert a.keys() == b.keys()
+                np.testing.assert_allclose(list(a.values()), list(b.values()), rtol=1e-5)
+        else:
+            assert got[name] == text, name
