@@ -1,7 +1,7 @@
 """Algorithm adapters for the study runner: `ppo` (eval.ppo), `a2c` (meta_train), `resel` (resel).
 
 An adapter checks tasks and config before a study runs, and runs one cell (one task, one optimizer,
-several seeds vmapped), calling `on_eval(seed_index, row)` after every evaluation so the runner can
+several seeds vmapped; `ppo` and `a2c` shard them over all devices, `optim4rl.distributed`), calling `on_eval(seed_index, row)` after every evaluation so the runner can
 write metrics as they come. A row is a dict with at least "env_steps", "return" and "finite".
 """
 
@@ -15,6 +15,8 @@ import jax
 import numpy as np
 import optax
 from tqdm.auto import tqdm
+
+from optim4rl import distributed
 
 OnEval = Callable[[int, dict[str, float]], None]
 
@@ -49,7 +51,7 @@ class PackageNotReady(RuntimeError):
 
 def _rows(metrics: dict[str, Any], n: int) -> list[dict[str, float]]:
     """Split vmapped scalar metrics {name: [seeds]} into one row per seed (plain floats)."""
-    host = {k: np.asarray(v) for k, v in metrics.items()}
+    host = {k: np.asarray(v) for k, v in distributed.gather(metrics).items()}
     return [{k: float(v[i]) for k, v in host.items()} for i in range(n)]
 
 
@@ -99,7 +101,7 @@ class PPOAlgorithm(SpecOptimizer):
         evaluate = jax.jit(jax.vmap(ppo.evaluate))
         split = jax.vmap(lambda k: jax.random.split(k, 3))
         # The same key derivation as eval.ppo.make_train, so a cell reproduces train(key).
-        keys = split(jax.vmap(jax.random.key)(np.asarray(seeds)))
+        keys = distributed.shard_seeds(split(jax.vmap(jax.random.key)(np.asarray(seeds))))
         ts, env_state = init(keys[:, 0])
         epochs = max(config.num_evals - 1, 1)
         epoch_keys = jax.vmap(lambda k: jax.random.split(k, epochs))(keys[:, 2])
@@ -119,7 +121,7 @@ class PPOAlgorithm(SpecOptimizer):
             for e in range(epochs):
                 k = jax.vmap(jax.random.split)(epoch_keys[:, e])
                 ts, env_state, metrics = epoch(ts, env_state, k[:, 0])
-                finite &= np.asarray(metrics.pop("finite"))
+                finite &= distributed.gather(metrics.pop("finite"))
                 metrics.update(
                     env_steps=ts.env_steps, **{"return": evaluate(ts, k[:, 1])}, finite=finite
                 )
@@ -168,8 +170,9 @@ class A2CAlgorithm(SpecOptimizer):
         config = dataclasses.replace(config, num_updates=updates)
         train = jax.jit(jax.vmap(a2c.make_train(config, optimizer)))
         with tqdm(total=1, desc=desc, unit="cell", leave=False) as bar:
-            _, metrics = train(jax.vmap(jax.random.key)(np.asarray(seeds)))
-            curve = np.asarray(metrics["episode_return"])  # [seeds, updates]
+            keys = distributed.shard_seeds(jax.vmap(jax.random.key)(np.asarray(seeds)))
+            _, metrics = train(keys)
+            curve = distributed.gather(metrics["episode_return"])  # [seeds, updates]
             bar.update()
         # Evaluations: means of the per-update returns over num_evals equal windows.
         evals = min(num_evals or 21, updates)

@@ -8,7 +8,7 @@ import sys
 
 from meta_train.config import PRESETS, preset
 from meta_train.envs import check_task
-from optim4rl import KINDS
+from optim4rl import KINDS, distributed
 from optim4rl.cli import Command, dispatch
 
 
@@ -59,6 +59,7 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--init", help="start from these meta-params (optim4rl checkpoint file)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    distributed.add_arguments(p)
     return p
 
 
@@ -88,6 +89,7 @@ def parse_train(argv: list[str]):
 
     import jax  # after the cheap checks
 
+    distributed.initialize_from_args(args)  # several processes: jax.devices() lists them all
     n_dev = len(jax.devices())
     if config.units_per_task % n_dev:
         raise ValueError(

@@ -1,5 +1,9 @@
 """A meta-training run on disk: config.json, metrics.jsonl, atomic checkpoints, resume, NaN guard.
 
+In a multi-process run (`optim4rl.distributed`) every process runs `train`; the units are sharded
+over all processes' devices, process 0 alone writes the folder, and every process reads it to
+resume (a shared filesystem), whatever the process count that wrote it.
+
 Folder layout:
   config.json          the MetaTrainConfig of the run
   metrics.jsonl        one JSON line per meta-step (append-only; a resume drops lines past the
@@ -24,6 +28,7 @@ from tqdm.auto import tqdm
 import optim4rl
 from meta_train.config import MetaTrainConfig
 from meta_train.pipeline import MetaState, Pipeline, make_mesh
+from optim4rl import distributed
 from optim4rl.checkpoint import atomic_write_bytes as atomic_write
 
 CHECKPOINT = "checkpoint.msgpack"
@@ -56,6 +61,7 @@ def git_commit() -> str:
 
 
 def save_checkpoint(path: Path, state: MetaState, config: MetaTrainConfig) -> None:
+    """Write the whole state (host arrays, e.g. `distributed.gather(state)`) atomically."""
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -143,28 +149,34 @@ def train(
     if pipeline is None:
         mesh = make_mesh() if len(jax.devices()) > 1 else None
         pipeline = Pipeline(config, mesh)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "config.json", json.dumps(config.to_json(), indent=2).encode())
+    main = distributed.is_main()
+    distributed.barrier("meta_train.checked")  # nobody writes before every process checked
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / "config.json", json.dumps(config.to_json(), indent=2).encode())
 
     root = jax.random.key(config.seed)
     state = pipeline.init(jax.random.fold_in(root, 0), init_meta_params)
     run_key = jax.random.fold_in(root, 1)
     metrics_path = out / "metrics.jsonl"
     if resume:
-        restored, _ = load_checkpoint(ckpt, jax.device_get(state))
+        restored, _ = load_checkpoint(ckpt, distributed.host_zeros(state))
         state = pipeline.place(jax.tree_util.tree_map(jax.numpy.asarray, restored))
-        _truncate_metrics(metrics_path, int(state.step))
-    else:
-        save_checkpoint(ckpt, state, config)  # step 0: a good checkpoint exists from the start
+        if main:
+            _truncate_metrics(metrics_path, int(restored.step))
+    else:  # step 0: a good checkpoint exists from the start
+        _save(ckpt, state, config, main)
 
     start = int(state.step)
     end = config.meta_steps if stop_after is None else min(config.meta_steps, start + stop_after)
     in_a_row = 0
-    bar = tqdm(range(start, end), initial=start, total=config.meta_steps, disable=not progress)
-    with metrics_path.open("a") as log:
+    bar = tqdm(
+        range(start, end), initial=start, total=config.meta_steps, disable=not (progress and main)
+    )
+    with metrics_path.open("a") if main else open(os.devnull, "w") as log:
         for t in bar:
             state, m = pipeline.step(state, run_key)
-            m = jax.device_get(m)
+            m = jax.device_get(m)  # replicated: every process holds the whole value
             record = _record(t, m, config)
             log.write(json.dumps(record) + "\n")
             log.flush()
@@ -183,10 +195,19 @@ def train(
             done = t + 1 == config.meta_steps
             every = config.checkpoint_every
             if record["finite"] and (done or (every and (t + 1) % every == 0)):
-                save_checkpoint(ckpt, state, config)
-                save_meta_params(out / META_PARAMS, state, config, preset)
+                host = _save(ckpt, state, config, main)
+                if main:
+                    save_meta_params(out / META_PARAMS, host, config, preset)
     bar.close()
     return state
+
+
+def _save(ckpt: Path, state: MetaState, config: MetaTrainConfig, main: bool) -> MetaState:
+    """Gather the state to every host (a collective) and write it from process 0."""
+    host = distributed.gather(state)
+    if main:
+        save_checkpoint(ckpt, host, config)
+    return host
 
 
 def _checkpoint_step(path: Path) -> int:

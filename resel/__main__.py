@@ -15,6 +15,7 @@ import dataclasses
 import sys
 
 import optim4rl
+from optim4rl import distributed
 from optim4rl.cli import Command, dispatch
 from resel import config as cfg_mod
 
@@ -62,6 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="optimizer spec for a module (repeatable); NET is policy, critic or alpha",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    distributed.add_arguments(p)  # seeds sharded over all processes' devices
     return p.parse_args(argv)
 
 
@@ -144,6 +146,7 @@ def train_main(argv: list[str]) -> int:
     from resel import train
 
     try:
+        distributed.initialize_from_args(args)
         c = config_from_args(args)
         rows = train.run(
             c, args.env, args.seed, args.out, resume=args.resume, progress=not args.no_progress

@@ -4,7 +4,8 @@
 `warmup(state)` (uniform-random actions), `train_chunk(state)` (config.eval_every environment steps,
 one critic update per `env_steps_per_update` steps, a policy + alpha update every `policy_every`
 critic updates) and `evaluate(state, key)` (deterministic actions, zero initial state). Each is
-vmapped over a leading seed axis, so several seeds train in one process.
+vmapped over a leading seed axis, so several seeds train in one process; `run` shards that axis
+over all devices when they divide the seed count (`optim4rl.distributed`: also over processes).
 
 `run(config, env_name, seeds, out_dir)` drives them with a progress bar, writes config.json,
 metrics.jsonl and atomic checkpoints, resumes, and stops with `TrainingDiverged` at a non-finite
@@ -30,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optim4rl import distributed
 from optim4rl.checkpoint import atomic_write_bytes
 from resel import buffer as rb
 from resel.config import Config, from_dict
@@ -499,12 +501,14 @@ def run(
     if resume:
         state, header = load_checkpoint(ckpt, state, c, seeds)
         start_step = header["step"]
-    if out:
+    state = distributed.shard_seeds(state)  # over all devices (and processes) if they divide
+    write = out is not None and distributed.is_main()  # several processes: process 0 writes
+    if write:
         out.mkdir(parents=True, exist_ok=True)
         meta = {"env": env_name, "seeds": seeds, "config": c.to_dict()}
         atomic_write_bytes(out / "config.json", json.dumps(meta, indent=1).encode())
         log = MetricsLog(out / "metrics.jsonl", start_step if resume else None)
-    rows: list[dict] = list(log.rows) if out else []
+    rows: list[dict] = list(log.rows) if write else []
     eval_base = jax.random.PRNGKey(10_000 + seeds[0])  # eval episodes depend on the step only
     bar = tqdm(
         total=c.total_steps, initial=start_step, disable=not progress, unit="step",
@@ -513,12 +517,12 @@ def run(
     if start_step == 0 and c.warmup_steps:
         state = trainer.warmup(state)
         bar.update(c.warmup_steps)
-    step = int(np.asarray(state.step)[0])
+    step = int(distributed.gather(state.step)[0])
     last_ckpt = step if resume else -1
     while step < c.total_steps:
         t0 = time.perf_counter()
         new_state, m = trainer.train_chunk(state)
-        m = jax.device_get(m)
+        m = distributed.gather(m)
         dt = time.perf_counter() - t0
         bad = ~(np.isfinite(m["critic_loss"]) & np.isfinite(m["policy_loss"]))
         if bad.any():
@@ -531,14 +535,14 @@ def run(
                 f"seed {seeds[seed_i]}; stopped. The last good checkpoint "
                 f"(step {last_ckpt if last_ckpt >= 0 else 'none'}) is kept."
             )
-            if out:
+            if write:
                 log.write({"step": at, "seed": seeds[seed_i], "event": "diverged", "message": msg})
             bar.close()
             raise TrainingDiverged(msg, seed=seeds[seed_i], rows=rows)
         state = new_state
-        step = int(np.asarray(state.step)[0])
+        step = int(distributed.gather(state.step)[0])
         k = jax.random.fold_in(eval_base, step)
-        returns = np.asarray(trainer.evaluate(state, jax.random.split(k, len(seeds))))
+        returns = distributed.gather(trainer.evaluate(state, jax.random.split(k, len(seeds))))
         for i, seed in enumerate(seeds):
             row = {"step": step, "seed": seed, "eval_return": float(returns[i])}
             ep = m["episode_return"][i]
@@ -549,7 +553,7 @@ def run(
                     row[k_] = _json_value(np.mean(v[i]))
             row["sec_per_update"] = dt / trainer.chunk_updates
             rows.append(row)
-            if out:
+            if write:
                 log.write(row)
         bar.update(step - bar.n)
         bar.set_postfix(
@@ -558,7 +562,9 @@ def run(
             alpha=f"{np.mean(m['alpha']):.3g}",
         )
         if out and (step - max(last_ckpt, 0) >= c.checkpoint_every or step >= c.total_steps):
-            save_checkpoint(ckpt, state, c, seeds)
+            host = distributed.gather(state)  # every process takes part
+            if write:
+                save_checkpoint(ckpt, host, c, seeds)
             last_ckpt = step
     bar.close()
     return rows

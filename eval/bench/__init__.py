@@ -24,6 +24,10 @@ BENCHMARKS = {
     "ppo": Command(
         "eval.bench.ppo:main", "eval.ppo training env steps/s (Adam, Optim4RL) vs Brax's own PPO"
     ),
+    "scaling": Command(
+        "eval.bench.scaling:main",
+        "study cells with --workers 1 vs 2; meta-iterations/s with 1 vs 2 processes",
+    ),
 }
 
 
