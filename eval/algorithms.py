@@ -170,12 +170,15 @@ class A2CAlgorithm(SpecOptimizer):
         with tqdm(total=1, desc=desc, unit="cell", leave=False) as bar:
             _, metrics = train(jax.vmap(jax.random.key)(np.asarray(seeds)))
             curve = np.asarray(metrics["episode_return"])  # [seeds, updates]
+            # finite so far: a window counts as finite only if every update up to its end was
+            finite = np.logical_and.accumulate(
+                np.asarray(metrics["finite"]) & np.isfinite(curve), axis=1
+            )
             bar.update()
         # Evaluations: means of the per-update returns over num_evals equal windows.
         evals = min(num_evals or 21, updates)
         edges = np.linspace(0, updates, evals + 1).astype(int)
         for s in range(len(seeds)):
-            finite = bool(np.all(np.isfinite(curve[s])))
             for j in range(evals):
                 window = curve[s, edges[j] : edges[j + 1]]
                 on_eval(
@@ -183,7 +186,7 @@ class A2CAlgorithm(SpecOptimizer):
                     {
                         "env_steps": float(edges[j + 1] * steps_per_update),
                         "return": float(window.mean()),
-                        "finite": float(finite),
+                        "finite": float(finite[s, edges[j + 1] - 1]),
                     },
                 )
 

@@ -165,7 +165,8 @@ def make_train(config: A2CConfig, optimizer: optax.GradientTransformation):
     """`train(key) -> (final TrainState, metrics)`: `num_updates` A2C updates, jitted end to end.
 
     metrics["episode_return"] (num_updates,): mean over envs of the last finished episode's return
-    (0 until one finishes); metrics["reward_rate"] (num_updates,): mean reward per step in the rollout.
+    (0 until one finishes); metrics["reward_rate"] (num_updates,): mean reward per step in the rollout;
+    metrics["finite"] (num_updates,): whether every parameter is finite after the update.
     vmap `train` over keys for seeds.
     """
     train = make_train_fn(config, lambda _: optimizer)
@@ -188,7 +189,14 @@ def make_train_fn(config: A2CConfig, make_optimizer: Callable[[Any], optax.Gradi
             grads, _ = jax.grad(agent.loss, has_aux=True)(state.params, traj, env.obs)
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
-            metrics = {"episode_return": env.last.mean(), "reward_rate": traj.reward.mean()}
+            finite = jnp.all(
+                jnp.array([jnp.isfinite(x).all() for x in jax.tree_util.tree_leaves(params)])
+            )
+            metrics = {
+                "episode_return": env.last.mean(),
+                "reward_rate": traj.reward.mean(),
+                "finite": finite,
+            }
             return TrainState(params, opt_state, env), metrics
 
         k_init, k_env, k_run = jax.random.split(key, 3)
