@@ -1,8 +1,9 @@
 """The inner agent of Optim4RL: A2C on a gridworld, with any optax optimizer.
 
-Network (spec section 3): small maps and Catch flatten -> Dense32 -> ReLU; big maps
-Conv(16, 2x2, over rows x cols, channels as features) -> ReLU -> flatten -> Dense32 -> ReLU; heads
-Dense(num_actions) logits and Dense(1) value.
+Network (spec section 3, the authors' release): small maps flatten -> Dense32 -> ReLU; Catch
+flatten -> Dense256 -> ReLU; big maps Conv(16, 2x2, over rows x cols, channels as features) -> ReLU
+-> flatten -> Dense32 -> ReLU; heads Dense(num_actions) logits and Dense(1) value. The width is
+`A2CConfig.hidden` (None: 256 on Catch, 32 on the gridworlds).
 
 Loss on a rollout of T steps from E environments, with lambda-returns G (targets use the values
 under stop_gradient, bootstrapped from V(s_T), cut at episode ends):
@@ -29,6 +30,7 @@ class ActorCritic(nn.Module):
 
     num_actions: int
     conv: bool
+    hidden: int = 32
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -37,7 +39,7 @@ class ActorCritic(nn.Module):
         if self.conv:
             x = nn.relu(nn.Conv(16, (2, 2), padding="VALID", name="conv")(x))
         x = x.reshape((x.shape[0], -1))
-        x = nn.relu(nn.Dense(32, name="torso")(x))
+        x = nn.relu(nn.Dense(self.hidden, name="torso")(x))
         logits = nn.Dense(self.num_actions, name="policy")(x)
         value = nn.Dense(1, name="value")(x)[:, 0]
         return logits.reshape((*batch, -1)), value.reshape(batch)
@@ -56,12 +58,20 @@ class A2CConfig:
     num_envs: int = 1
     num_updates: int = 2000
     reward_scale: float = 1.0
+    hidden: int | None = None  # torso width; None: the authors' (envs.hidden_units(task))
 
     def __post_init__(self):
         envs.check_task(self.task)
         for name in ("rollout_len", "num_envs", "num_updates"):
             if getattr(self, name) < 1:
                 raise ValueError(f"A2CConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.hidden is not None and self.hidden < 1:
+            raise ValueError(f"A2CConfig.hidden must be >= 1 or None, got {self.hidden}")
+
+    @property
+    def width(self) -> int:
+        """The torso width used: `hidden`, or the authors' for the task."""
+        return self.hidden or envs.hidden_units(self.task)
 
 
 class Transition(NamedTuple):
@@ -87,7 +97,7 @@ class Agent:
     def __init__(self, config: A2CConfig):
         self.config = config
         self.env, self.env_params = envs.make(config.task)
-        self.net = ActorCritic(self.env.num_actions, envs.uses_conv(config.task))
+        self.net = ActorCritic(self.env.num_actions, envs.uses_conv(config.task), config.width)
         obs_shape = self.env.observation_space(self.env_params).shape
         self._dummy = jnp.zeros((1, *obs_shape), jnp.float32)
 

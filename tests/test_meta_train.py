@@ -65,6 +65,21 @@ def test_a2c_loss_matches_sequential_reference():
     np.testing.assert_allclose(float(aux["entropy"]), ent, rtol=1e-5)
 
 
+def test_torso_width_is_the_authors_and_a_config_field():
+    """Dense256 on Catch (10x5x1 board), Dense32 on the gridworlds (6x8x3), or A2CConfig.hidden."""
+    from meta_train.a2c import Agent
+
+    def torso(**kw):
+        shapes = jax.eval_shape(Agent(A2CConfig(**kw)).init_params, jax.random.key(0))
+        return shapes["params"]["torso"]["kernel"]
+
+    assert torso(task="catch").shape == (50, 256)
+    assert torso(task="small_dense_short").shape == (144, 32)
+    assert torso(task="catch", hidden=64).shape == (50, 64)
+    with pytest.raises(ValueError, match="hidden"):
+        A2CConfig(task="catch", hidden=0)
+
+
 def test_a2c_with_adam_learns_catch():
     train = make_train(A2CConfig(task="catch", num_updates=1000), optax.adam(3e-3))
     _, m = jax.vmap(train)(jax.random.split(jax.random.key(0), 4))
