@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from meta_train import envs
@@ -59,12 +60,15 @@ class A2CConfig:
     num_updates: int = 2000
     reward_scale: float = 1.0
     hidden: int | None = None  # torso width; None: the authors' (envs.hidden_units(task))
+    grad_clip: float | None = None  # element-wise clip of the gradient before any optimizer
 
     def __post_init__(self):
         envs.check_task(self.task)
         for name in ("rollout_len", "num_envs", "num_updates"):
             if getattr(self, name) < 1:
                 raise ValueError(f"A2CConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"A2CConfig.grad_clip must be > 0 or None, got {self.grad_clip}")
         if self.hidden is not None and self.hidden < 1:
             raise ValueError(f"A2CConfig.hidden must be >= 1 or None, got {self.hidden}")
 
@@ -171,11 +175,49 @@ class TrainState(NamedTuple):
     env: EnvCarry
 
 
+def finished_episodes(
+    running: jax.Array, reward: jax.Array, done: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Summed returns and number of the episodes that finish in a rollout.
+
+    running (E,): return of each env's episode in progress before the rollout; reward, done (T, E).
+    An episode's return counts the rewards before the rollout too (as in the authors' release,
+    which accumulates over the whole run).
+    """
+
+    def step(acc, xs):
+        r, d = xs
+        acc = acc + r
+        return jnp.where(d, 0.0, acc), jnp.where(d, acc, 0.0)
+
+    _, ended = jax.lax.scan(step, running, (reward, done))
+    return ended.sum(), done.sum().astype(jnp.float32)
+
+
+def window_returns(
+    total: np.ndarray, count: np.ndarray, last: np.ndarray, edges: np.ndarray
+) -> np.ndarray:
+    """The authors' logged return per window of updates: the mean return of the episodes that
+    finished inside it, sum(total) / sum(count) over updates [edges[j], edges[j+1]).
+
+    total, count, last: (..., num_updates) metrics "episode_return_sum", "episodes",
+    "episode_return"; edges (W + 1,) -> (..., W). A window in which no episode finished (the authors
+    log nothing there) gets the mean over envs of the last finished episode's return at its end.
+    """
+    sums = np.add.reduceat(np.asarray(total, float), edges[:-1], axis=-1)
+    counts = np.add.reduceat(np.asarray(count, float), edges[:-1], axis=-1)
+    fallback = np.asarray(last, float)[..., np.asarray(edges[1:]) - 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), fallback)
+
+
 def make_train(config: A2CConfig, optimizer: optax.GradientTransformation):
     """`train(key) -> (final TrainState, metrics)`: `num_updates` A2C updates, jitted end to end.
 
     metrics["episode_return"] (num_updates,): mean over envs of the last finished episode's return
-    (0 until one finishes); metrics["reward_rate"] (num_updates,): mean reward per step in the rollout;
+    (0 until one finishes); metrics["episode_return_sum"] and metrics["episodes"] (num_updates,):
+    the summed returns and the number of the episodes that finished in the update's rollout (the
+    authors' logging: `window_returns`); metrics["reward_rate"] (num_updates,): mean reward per step in the rollout;
     metrics["finite"] (num_updates,): whether every parameter is finite after the update.
     vmap `train` over keys for seeds.
     """
@@ -187,12 +229,15 @@ def make_train_fn(config: A2CConfig, make_optimizer: Callable[[Any], optax.Gradi
     """Unjitted `train(key, hparams)`; the optimizer is `make_optimizer(hparams)`.
 
     hparams is traced, so one compiled program serves a whole sweep: vmap over learning rates,
-    or over meta-parameters of a learned optimizer.
+    or over meta-parameters of a learned optimizer. With `config.grad_clip` = c every optimizer
+    gets the gradient clipped element-wise to [-c, c] first (the authors' `grad_clip`, optax.clip).
     """
     agent = Agent(config)
 
     def train(key: jax.Array, hparams: Any):
         optimizer = make_optimizer(hparams)
+        if config.grad_clip:
+            optimizer = optax.chain(optax.clip(config.grad_clip), optimizer)
 
         def update(state: TrainState, key):
             traj, env = agent.rollout(state.params, state.env, key)
@@ -202,8 +247,11 @@ def make_train_fn(config: A2CConfig, make_optimizer: Callable[[Any], optax.Gradi
             finite = jnp.all(
                 jnp.array([jnp.isfinite(x).all() for x in jax.tree_util.tree_leaves(params)])
             )
+            total, count = finished_episodes(state.env.running, traj.reward, traj.done)
             metrics = {
                 "episode_return": env.last.mean(),
+                "episode_return_sum": total,
+                "episodes": count,
                 "reward_rate": traj.reward.mean(),
                 "finite": finite,
             }
