@@ -92,6 +92,11 @@ EVAL_PRESETS = {
     "single_env": EvalConfig(),
     "cpu": EvalConfig(seeds=4, num_updates=1000),
     "smoke": EvalConfig(tasks=("small_dense_short",), seeds=2, num_updates=20),
+    # the release's Catch evaluation (a2c_catch.json, lopt_rl_catch.json): 64 envs, 5e5 steps, no
+    # gradient clip
+    "catch": EvalConfig(
+        tasks=("catch",), seeds=5, num_envs=64, env_steps={"catch": 500_000}, grad_clip=None
+    ),
 }
 
 

@@ -57,9 +57,13 @@ def learned_curves(
         jax.tree_util.tree_map(lambda a: jnp.repeat(a, n, axis=0), meta_params),
         jnp.tile(jnp.asarray(lrs, jnp.float32), m),
     )
-    runs = train_runs(
-        task, lambda h: optim4rl.learned(h[1], h[0], kind), grid, ec, reward_scale, seed
-    )
+
+    # the protocol's clip (ec.grad_clip, applied before every optimizer) replaces the learned
+    # optimizer's own, so that every method sees the same gradients
+    def make(h):
+        return optim4rl.learned(h[1], h[0], kind, grad_clip=None)
+
+    runs = train_runs(task, make, grid, ec, reward_scale, seed)
     return {k: v.reshape(m, n, *v.shape[1:]) for k, v in runs.items()}
 
 
