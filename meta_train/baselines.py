@@ -130,11 +130,12 @@ def train_runs(
     """Agents of protocol `ec` on `task` for every entry of `grid` (a pytree whose leaves have a
     leading axis G, given to `make_optimizer`) x `ec.seeds` seeds, in one compiled program.
 
-    Returns the per-update metrics needed for scoring, each (G, seeds, num_updates).
+    Seed i is jax.random.key(seed + i), as in `python -m eval run`'s a2c studies. Returns the
+    per-update metrics needed for scoring, each (G, seeds, num_updates).
     """
     train = make_train_fn(ec.a2c(task, reward_scale), make_optimizer)
     run = jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, 0))
-    keys = jax.random.split(jax.random.key(seed), ec.seeds)
+    keys = jax.vmap(jax.random.key)(jnp.arange(seed, seed + ec.seeds))  # as `eval run` seeds
     _, metrics = jax.jit(run)(keys, grid)
     return {k: np.asarray(metrics[k]) for k in ("episode_return_sum", "episodes", "episode_return")}
 

@@ -354,3 +354,33 @@ def test_evaluate_cli_picks_each_methods_best_lr(tmp_path):
     assert task["learned"]["lr"] == (3e-3, 3e-2)[best]
     np.testing.assert_allclose(task["learned"]["score"], scores[best], rtol=1e-5, atol=1e-6)
     assert (tmp_path / "ev" / "curves.png").exists()
+
+
+def test_study_and_evaluate_share_one_protocol():
+    """An a2c study cell (eval.algorithms) and meta_train's protocol (train_runs) give the same
+    logged returns for the same optimizer, seeds, clip and reward scale."""
+    from dataclasses import replace
+
+    from eval.algorithms import get_algorithm
+    from meta_train.a2c import window_returns
+    from meta_train.baselines import EVAL_PRESETS, sweep_curves
+
+    rows: dict[int, list] = {0: [], 1: []}
+    get_algorithm("a2c").run_cell(
+        task="small_dense_short",
+        preset="cpu",
+        overrides={"grad_clip": 1.0, "reward_scale": {"small_dense_short": 10.0}},
+        budget=400,
+        num_evals=2,
+        optimizer=optax.adam(1e-2),
+        seeds=[0, 1],
+        on_eval=lambda i, row: rows[i].append(row["return"]),
+        desc="",
+    )
+    ec = replace(EVAL_PRESETS["smoke"], seeds=2, num_updates=20)
+    runs = sweep_curves("small_dense_short", "adam", [1e-2], ec, reward_scale=10.0)
+    edges = np.array([0, 10, 20])
+    want = window_returns(
+        runs["episode_return_sum"][0], runs["episodes"][0], runs["episode_return"][0], edges
+    )
+    np.testing.assert_allclose([rows[0], rows[1]], want, rtol=1e-5, atol=1e-6)
