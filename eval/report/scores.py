@@ -198,6 +198,13 @@ def aggregate(
             f" Left out: {', '.join(skipped)} (normalising gap not clearly above noise, so the "
             f"scores would be huge or sign-flipped; {why})."
         )
+    ragged = [r["optimizer"] for r in rows if r["seeds_per_task_min"] != r["seeds_per_task_max"]]
+    if ragged:
+        note += (
+            f" Tasks hold different numbers of seeds for {', '.join(ragged)} (unfinished runs, "
+            "listed below): the bootstrap resamples each task's own seeds, and a task weighs in "
+            "proportion to its seeds."
+        )
     if missing:
         note += f" Optimizers left out of the aggregate: {'; '.join(missing)}."
     if not usable:
