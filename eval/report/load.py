@@ -71,12 +71,6 @@ class Group:
     def stopped(self) -> list[int]:
         return [s for s, st in zip(self.seeds, self.status, strict=True) if st == STOPPED]
 
-    def count(self) -> str:
-        """ "n" or "n (d diverged, s stopped)" for the tables."""
-        extra = [f"{len(x)} {w}" for x, w in ((self.diverged, DIVERGED), (self.stopped, STOPPED))]
-        extra = [e for e in extra if not e.startswith("0 ")]
-        return f"{len(self.seeds)}" + (f" ({', '.join(extra)})" if extra else "")
-
 
 def load_runs(out: str | Path) -> tuple[list[Run], list[str]]:
     """Every run under out/runs with a done.json; plus a note for each run left out and why."""
@@ -148,17 +142,17 @@ def group_runs(runs: list[Run]) -> tuple[list[Group], list[str]]:
             kept, curves, status, held = [], [], [], []
             for r in cell:
                 n = min(r.valid, len(steps))
-                if n == 0 and not firsts or len(steps) == 0:
+                if (n == 0 and not firsts) or len(steps) == 0:
                     notes.append(f"excluded: {r.folder} has no finite evaluation to hold")
                     continue
                 values = [row["return"] for row in r.rows[:n]]
                 fill = values[-1] if values else untrained
                 curves.append(values + [fill] * (len(steps) - n))
                 kept.append(r.seed)
-                finished = r.status == FINISHED and n == len(steps)
-                status.append(
-                    FINISHED if finished else r.status if r.status != FINISHED else DIVERGED
-                )
+                if r.status == FINISHED and n < len(steps):  # a non-finite return in a finished run
+                    status.append(DIVERGED)
+                else:
+                    status.append(r.status)
                 held.append(n)
             if kept:
                 groups.append(
