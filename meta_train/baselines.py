@@ -105,23 +105,22 @@ EVAL_PRESETS = {
 }
 
 
+def _logged(runs: dict[str, np.ndarray], edges: np.ndarray) -> np.ndarray:
+    total, count, last = (runs[k] for k in ("episode_return_sum", "episodes", "episode_return"))
+    return window_returns(total, count, last, edges)
+
+
 def final_return(runs: dict[str, np.ndarray], fraction: float) -> np.ndarray:
     """The authors' logged return over the last `fraction` of updates: (..., num_updates) metrics
     of `train_runs` -> (...)."""
     n = runs["episodes"].shape[-1]
-    edges = np.array([n - max(1, int(round(n * fraction))), n])
-    return window_returns(
-        runs["episode_return_sum"], runs["episodes"], runs["episode_return"], edges
-    )[..., 0]
+    return _logged(runs, np.array([n - max(1, int(round(n * fraction))), n]))[..., 0]
 
 
 def curve(runs: dict[str, np.ndarray], points: int = CURVE_POINTS) -> np.ndarray:
     """The logged return over `points` equal windows of updates: (..., num_updates) -> (..., W)."""
     n = runs["episodes"].shape[-1]
-    edges = np.unique(np.linspace(0, n, min(points, n) + 1).astype(int))
-    return window_returns(
-        runs["episode_return_sum"], runs["episodes"], runs["episode_return"], edges
-    )
+    return _logged(runs, np.unique(np.linspace(0, n, min(points, n) + 1).astype(int)))
 
 
 def train_runs(

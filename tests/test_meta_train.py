@@ -367,9 +367,9 @@ def test_study_and_evaluate_share_one_protocol():
 
     rows: dict[int, list] = {0: [], 1: []}
     get_algorithm("a2c").run_cell(
-        task="small_dense_short",
+        task="catch",
         preset="cpu",
-        overrides={"grad_clip": 1.0, "reward_scale": {"small_dense_short": 10.0}},
+        overrides={"grad_clip": 1.0, "reward_scale": {"catch": 10.0}},
         budget=400,
         num_evals=2,
         optimizer=optax.adam(1e-2),
@@ -377,8 +377,8 @@ def test_study_and_evaluate_share_one_protocol():
         on_eval=lambda i, row: rows[i].append(row["return"]),
         desc="",
     )
-    ec = replace(EVAL_PRESETS["smoke"], seeds=2, num_updates=20)
-    runs = sweep_curves("small_dense_short", "adam", [1e-2], ec, reward_scale=10.0)
+    ec = replace(EVAL_PRESETS["smoke"], tasks=("catch",), seeds=2, num_updates=20)
+    runs = sweep_curves("catch", "adam", [1e-2], ec, reward_scale=10.0)
     edges = np.array([0, 10, 20])
     want = window_returns(
         runs["episode_return_sum"][0], runs["episodes"][0], runs["episode_return"][0], edges
