@@ -133,7 +133,10 @@ class PPOAlgorithm(SpecOptimizer):
 
 
 class A2CAlgorithm(SpecOptimizer):
-    """meta_train's A2C on the gridworlds and Catch; budget = environment steps."""
+    """meta_train's A2C on the gridworlds and Catch; budget = environment steps. Config keys are
+    A2CConfig's; `reward_scale` may also be a table {task: scale} (1 for tasks it omits), and
+    `grad_clip` clips every optimizer's gradient element-wise first, so a study applies the
+    gridworld protocol (meta_train.baselines) to every method alike."""
 
     name = "a2c"
     presets: dict[str, dict[str, Any]] = {"paper": {}, "cpu": {}}  # scale = budget (steps)
@@ -150,7 +153,7 @@ class A2CAlgorithm(SpecOptimizer):
         envs.check_task(task)
 
     def check_config(self, preset: str, overrides: dict[str, Any]) -> None:
-        a2c, _ = self._module()
+        a2c, envs = self._module()
         if preset not in self.presets:
             raise ValueError(f"unknown a2c preset {preset!r}; available: {', '.join(self.presets)}")
         fields = {f.name for f in dataclasses.fields(a2c.A2CConfig)} - {"task", "num_updates"}
@@ -159,11 +162,19 @@ class A2CAlgorithm(SpecOptimizer):
             raise ValueError(
                 f"unknown A2CConfig key(s) {unknown}; valid: {', '.join(sorted(fields))}"
             )
+        scale = overrides.get("reward_scale", 1.0)
+        if isinstance(scale, dict):
+            bad = sorted(t for t in scale if t not in envs.TASKS)
+            if bad:
+                raise ValueError(f"reward_scale names unknown task(s) {bad}")
 
     def run_cell(
         self, *, task, preset, overrides, budget, num_evals, optimizer, seeds, on_eval, desc
     ):
         a2c, _ = self._module()
+        overrides = dict(overrides)
+        if isinstance(overrides.get("reward_scale"), dict):
+            overrides["reward_scale"] = float(overrides["reward_scale"].get(task, 1.0))
         config = a2c.A2CConfig(task=task, **{**self.presets[preset], **overrides})
         steps_per_update = config.rollout_len * config.num_envs
         updates = max(budget // steps_per_update, 1)
@@ -172,21 +183,31 @@ class A2CAlgorithm(SpecOptimizer):
         with tqdm(total=1, desc=desc, unit="cell", leave=False) as bar:
             keys = distributed.shard_seeds(jax.vmap(jax.random.key)(np.asarray(seeds)))
             _, metrics = train(keys)
-            curve = distributed.gather(metrics["episode_return"])  # [seeds, updates]
+            host = {k: np.asarray(v) for k, v in distributed.gather(metrics).items()}  # [seeds, T]
             bar.update()
-        # Evaluations: means of the per-update returns over num_evals equal windows.
+        # finite so far: a window counts as finite only if every update up to its end was
+        finite = np.logical_and.accumulate(
+            host["finite"] & np.isfinite(host["episode_return_sum"]), axis=1
+        )
+        # Evaluations over num_evals equal windows of updates: the authors' logged return (mean
+        # over the episodes that finished in the window) and, beside it, the mean over envs of
+        # each env's last finished episode at the window's end.
         evals = min(num_evals or 21, updates)
         edges = np.linspace(0, updates, evals + 1).astype(int)
+        returns = a2c.window_returns(
+            host["episode_return_sum"], host["episodes"], host["episode_return"], edges
+        )
+        last = host["episode_return"][:, edges[1:] - 1]
         for s in range(len(seeds)):
-            finite = bool(np.all(np.isfinite(curve[s])))
             for j in range(evals):
-                window = curve[s, edges[j] : edges[j + 1]]
                 on_eval(
                     s,
                     {
                         "env_steps": float(edges[j + 1] * steps_per_update),
-                        "return": float(window.mean()),
-                        "finite": float(finite),
+                        "return": float(returns[s, j]),
+                        "last_episode_return": float(last[s, j]),
+                        "episodes": float(host["episodes"][s, edges[j] : edges[j + 1]].sum()),
+                        "finite": float(finite[s, edges[j + 1] - 1]),
                     },
                 )
 

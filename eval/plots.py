@@ -1,5 +1,6 @@
-"""Plots for study reports (matplotlib, PNG + PDF): learning curves with shaded standard error,
-and sensitivity (final return against a swept value, e.g. the learning rate; paper Fig. 11 style)."""
+"""Plots for study reports (matplotlib, PNG + PDF): learning curves with shaded 95% bootstrap
+intervals, a per-task bar chart of normalised scores, both in one overview figure, and sensitivity
+(final return against a swept value, e.g. the learning rate; paper Fig. 11 style)."""
 
 from __future__ import annotations
 
@@ -38,8 +39,29 @@ def _grid(n: int):
     return plt, fig, axes.ravel()
 
 
+def _curve_panel(ax, groups: list, task: str) -> None:
+    """Mean return against env steps per optimizer, shaded 95% bootstrap interval over seeds; an
+    x marks where a diverged (or stopped) seed's last finite evaluation starts being held."""
+    from eval.stats import mean_ci
+
+    for g in (g for g in groups if g.task == task):
+        mean, low, high = mean_ci(g.curves)
+        held = len(g.diverged) + len(g.stopped)
+        label = f"{g.variant} (n={len(g.seeds)}" + (f", {held} diverged)" if held else ")")
+        (line,) = ax.plot(g.steps, mean, label=label)
+        ax.fill_between(g.steps, low, high, alpha=0.2, color=line.get_color())
+        for i, n in enumerate(g.held_from):
+            if 0 < n < len(g.steps):
+                ax.plot(g.steps[n - 1], g.curves[i, n - 1], "x", color=line.get_color())
+    ax.set_title(task)
+    ax.set_xlabel("environment steps")
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+    ax.set_ylabel("return")
+    ax.grid(alpha=0.3)
+
+
 def learning_curves(groups: list, stem: Path, *, title: str = "") -> list[Path]:
-    """One panel per task: mean return against env steps per optimizer, shaded +- standard error."""
+    """One panel per task: mean return against env steps per optimizer, shaded 95% interval."""
     return _save(learning_curves_figure(groups, title=title), stem)
 
 
@@ -56,21 +78,84 @@ def learning_curves_figure(groups: list, *, title: str = "") -> Any:
     tasks = list(dict.fromkeys(g.task for g in groups))
     plt, fig, axes = _grid(len(tasks))
     for ax, task in zip(axes, tasks, strict=False):
-        for g in (g for g in groups if g.task == task):
-            mean = g.curves.mean(axis=0)
-            n = g.curves.shape[0]
-            se = g.curves.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros_like(mean)
-            (line,) = ax.plot(g.steps, mean, label=f"{g.variant} (n={n})")
-            ax.fill_between(g.steps, mean - se, mean + se, alpha=0.2, color=line.get_color())
-        ax.set_title(task)
-        ax.set_xlabel("environment steps")
-        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
-        ax.set_ylabel("return")
-        ax.grid(alpha=0.3)
+        _curve_panel(ax, groups, task)
     axes[0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def score_bars(ax, bars: list[dict[str, Any]]) -> None:
+    """Grouped bars: per task, each optimizer's mean normalised score with its 95% interval;
+    tasks left out of the aggregate are labelled so, diverged seeds counted in the bar's label."""
+    tasks = list(dict.fromkeys(b["task"] for b in bars))
+    names = list(dict.fromkeys(b["optimizer"] for b in bars))
+    width = 0.8 / max(len(names), 1)
+    colors = pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, name in enumerate(names):
+        for i, task in enumerate(tasks):
+            b = next((b for b in bars if b["task"] == task and b["optimizer"] == name), None)
+            if b is None:
+                continue
+            x = i + (j - (len(names) - 1) / 2) * width
+            err = [[b["mean"] - b["ci_low"]], [b["ci_high"] - b["mean"]]]
+            ax.bar(
+                x,
+                b["mean"],
+                width,
+                yerr=err,
+                capsize=2,
+                color=colors[j % len(colors)],
+                label=name if i == 0 else None,
+                hatch="//" if b["diverged"] else None,
+            )
+            if b["diverged"]:
+                ax.annotate(
+                    f"{b['diverged']}/{b['seeds']}",
+                    (x, b["ci_high"]),
+                    fontsize=6,
+                    ha="center",
+                    va="bottom",
+                )
+    labels = [
+        t if any(b["used"] for b in bars if b["task"] == t) else f"{t}\n(gap = noise)"
+        for t in tasks
+    ]
+    ax.set_xticks(range(len(tasks)), labels, rotation=20, ha="right", fontsize=8)
+    ax.axhline(0, color="gray", linewidth=0.8)
+    ax.axhline(1, color="gray", linewidth=0.8, linestyle="--")
+    ax.set_ylabel("normalised final return")
+    ax.set_title("0 = untrained, 1 = best mean final; hatched: k/n diverged", fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7)
+
+
+def overview(
+    groups: list, bars: list[dict[str, Any]], stem: Path, *, title: str = ""
+) -> list[Path]:
+    """The study at a glance: learning curves of every task (95% intervals) and, below, the
+    per-task bar chart of normalised final returns (`score_bars`)."""
+    plt = pyplot()
+    tasks = list(dict.fromkeys(g.task for g in groups))
+    cols = min(len(tasks), 3)
+    rows = math.ceil(len(tasks) / cols)
+    fig = plt.figure(figsize=(4.2 * cols, 3.2 * rows + 3.6))
+    grid = fig.add_gridspec(rows + 1, cols, height_ratios=[1] * rows + [1.1])
+    shown = [
+        g
+        for g in groups
+        if not bars or (g.task, g.variant) in {(b["task"], b["variant"]) for b in bars}
+    ]
+    for k, task in enumerate(tasks):
+        ax = fig.add_subplot(grid[k // cols, k % cols])
+        _curve_panel(ax, shown, task)
+        if k == 0:
+            ax.legend(fontsize=6)
+    if bars:
+        score_bars(fig.add_subplot(grid[rows, :]), bars)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, stem)
 
 
 def sensitivity(groups: list, stem: Path, *, last: int = 1, title: str = "") -> list[Path]:

@@ -214,7 +214,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--workers", type=int, help="local worker processes (default: one per core)"
     )
-    parser.add_argument("--backend", default="local", choices=("local", "ray"))
+    parser.add_argument(
+        "--backend",
+        default="local",
+        choices=("local", "ray"),
+        help="where cells run: local worker processes or Ray tasks (default local)",
+    )
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a new one)")
     parser.add_argument("--cell-gpus", type=float, default=0, help="GPUs per Ray task (a cell)")
     distributed.add_arguments(parser)

@@ -7,7 +7,7 @@ Shapes: a curve set is [runs, evals]; a score matrix is [runs, tasks] (runs = se
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -56,41 +56,70 @@ def _batched_iqm(x: np.ndarray) -> np.ndarray:
     return x[:, cut : x.shape[-1] - cut].mean(axis=-1)
 
 
+def _resample(scores: list[np.ndarray], reps: int, rng: np.random.Generator) -> np.ndarray:
+    """[reps, sum_t n_t]: each stratum (task) resampled with replacement to its own size n_t."""
+    if len({s.size for s in scores}) == 1:  # equal strata: one draw, as rliable does it
+        matrix = np.stack(scores, axis=1)
+        runs, tasks = matrix.shape
+        idx = rng.integers(0, runs, size=(reps, runs, tasks))
+        return np.take_along_axis(matrix[None], idx, axis=1).reshape(reps, -1)
+    return np.concatenate([s[rng.integers(0, s.size, size=(reps, s.size))] for s in scores], 1)
+
+
 def stratified_bootstrap_ci(
-    scores: np.ndarray,
+    scores: np.ndarray | Sequence[np.ndarray],
     statistic: str | Callable[[np.ndarray], float] = "iqm",
     *,
     reps: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float, float]:
-    """Point estimate and percentile confidence interval of `statistic` over scores [runs, tasks].
+    """Point estimate and percentile confidence interval of `statistic` over scores [runs, tasks],
+    or over a list of per-task score vectors [n_t] when tasks hold different numbers of runs.
 
     Each bootstrap replicate resamples runs with replacement independently within every task
-    (the strata), keeping the number of runs per task; the statistic of the resampled matrix is
-    taken over all its entries. "iqm" and "mean" are vectorised; a callable is applied per replicate.
+    (the strata), keeping the number of runs per task; the statistic of the resampled scores is
+    taken over all their entries (so with unequal n_t a task weighs in proportion to its runs).
+    "iqm" and "mean" are vectorised; a callable is applied per replicate.
     """
-    scores = np.asarray(scores, float)
-    if scores.ndim == 1:
-        scores = scores[:, None]
-    runs, tasks = scores.shape
-    if runs < 1 or not 0 < confidence < 1:
-        raise ValueError(f"need >= 1 run and 0 < confidence < 1 (got {runs}, {confidence})")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, runs, size=(reps, runs, tasks))
-    resampled = np.take_along_axis(scores[None], idx, axis=1).reshape(reps, -1)
+    if isinstance(scores, np.ndarray) or not isinstance(scores, Sequence):
+        matrix = np.asarray(scores, float)
+        matrix = matrix[:, None] if matrix.ndim == 1 else matrix
+        strata = [matrix[:, t] for t in range(matrix.shape[1])]
+    else:
+        strata = [np.asarray(s, float).ravel() for s in scores]
+    if not strata or min(s.size for s in strata) < 1 or not 0 < confidence < 1:
+        raise ValueError(
+            f"need >= 1 run per task and 0 < confidence < 1 (got {[s.size for s in strata]}, "
+            f"{confidence})"
+        )
+    pooled = np.concatenate(strata)
+    resampled = _resample(strata, reps, np.random.default_rng(seed))
     if statistic == "iqm":
-        point, stats = iqm(scores), _batched_iqm(resampled)
+        point, stats = iqm(pooled), _batched_iqm(resampled)
     elif statistic == "mean":
-        point, stats = float(scores.mean()), resampled.mean(axis=-1)
+        point, stats = float(pooled.mean()), resampled.mean(axis=-1)
     elif callable(statistic):
-        point = float(statistic(scores.ravel()))
+        point = float(statistic(pooled))
         stats = np.array([statistic(r) for r in resampled])
     else:
         raise ValueError(f"unknown statistic {statistic!r}; use 'iqm', 'mean' or a callable")
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(stats, [tail, 100 - tail])
     return point, float(low), float(high)
+
+
+def mean_ci(
+    curves: np.ndarray, *, reps: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over runs and its percentile bootstrap interval at every evaluation:
+    [runs, evals] -> (mean, low, high), each [evals]. One run gives low = high = mean."""
+    curves = np.asarray(curves, float)
+    idx = np.random.default_rng(seed).integers(0, curves.shape[0], size=(reps, curves.shape[0]))
+    means = curves[idx].mean(axis=1)  # [reps, evals]
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(means, [tail, 100 - tail], axis=0)
+    return curves.mean(axis=0), low, high
 
 
 def normalize(scores: np.ndarray, low: np.ndarray | float, high: np.ndarray | float) -> np.ndarray:

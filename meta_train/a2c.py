@@ -1,8 +1,9 @@
 """The inner agent of Optim4RL: A2C on a gridworld, with any optax optimizer.
 
-Network (spec section 3): small maps and Catch flatten -> Dense32 -> ReLU; big maps
-Conv(16, 2x2, over rows x cols, channels as features) -> ReLU -> flatten -> Dense32 -> ReLU; heads
-Dense(num_actions) logits and Dense(1) value.
+Network (spec section 3, the authors' release): small maps flatten -> Dense32 -> ReLU; Catch
+flatten -> Dense256 -> ReLU; big maps Conv(16, 2x2, over rows x cols, channels as features) -> ReLU
+-> flatten -> Dense32 -> ReLU; heads Dense(num_actions) logits and Dense(1) value. The width is
+`A2CConfig.hidden` (None: 256 on Catch, 32 on the gridworlds).
 
 Loss on a rollout of T steps from E environments, with lambda-returns G (targets use the values
 under stop_gradient, bootstrapped from V(s_T), cut at episode ends):
@@ -19,6 +20,7 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from meta_train import envs
@@ -29,6 +31,7 @@ class ActorCritic(nn.Module):
 
     num_actions: int
     conv: bool
+    hidden: int = 32
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -37,7 +40,7 @@ class ActorCritic(nn.Module):
         if self.conv:
             x = nn.relu(nn.Conv(16, (2, 2), padding="VALID", name="conv")(x))
         x = x.reshape((x.shape[0], -1))
-        x = nn.relu(nn.Dense(32, name="torso")(x))
+        x = nn.relu(nn.Dense(self.hidden, name="torso")(x))
         logits = nn.Dense(self.num_actions, name="policy")(x)
         value = nn.Dense(1, name="value")(x)[:, 0]
         return logits.reshape((*batch, -1)), value.reshape(batch)
@@ -56,12 +59,23 @@ class A2CConfig:
     num_envs: int = 1
     num_updates: int = 2000
     reward_scale: float = 1.0
+    hidden: int | None = None  # torso width; None: the authors' (envs.hidden_units(task))
+    grad_clip: float | None = None  # element-wise clip of the gradient before any optimizer
 
     def __post_init__(self):
         envs.check_task(self.task)
         for name in ("rollout_len", "num_envs", "num_updates"):
             if getattr(self, name) < 1:
                 raise ValueError(f"A2CConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"A2CConfig.grad_clip must be > 0 or None, got {self.grad_clip}")
+        if self.hidden is not None and self.hidden < 1:
+            raise ValueError(f"A2CConfig.hidden must be >= 1 or None, got {self.hidden}")
+
+    @property
+    def width(self) -> int:
+        """The torso width used: `hidden`, or the authors' for the task."""
+        return self.hidden or envs.hidden_units(self.task)
 
 
 class Transition(NamedTuple):
@@ -87,7 +101,7 @@ class Agent:
     def __init__(self, config: A2CConfig):
         self.config = config
         self.env, self.env_params = envs.make(config.task)
-        self.net = ActorCritic(self.env.num_actions, envs.uses_conv(config.task))
+        self.net = ActorCritic(self.env.num_actions, envs.uses_conv(config.task), config.width)
         obs_shape = self.env.observation_space(self.env_params).shape
         self._dummy = jnp.zeros((1, *obs_shape), jnp.float32)
 
@@ -161,11 +175,50 @@ class TrainState(NamedTuple):
     env: EnvCarry
 
 
+def finished_episodes(
+    running: jax.Array, reward: jax.Array, done: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Summed returns and number of the episodes that finish in a rollout.
+
+    running (E,): return of each env's episode in progress before the rollout; reward, done (T, E).
+    An episode's return counts the rewards before the rollout too (as in the authors' release,
+    which accumulates over the whole run).
+    """
+
+    def step(acc, xs):
+        r, d = xs
+        acc = acc + r
+        return jnp.where(d, 0.0, acc), jnp.where(d, acc, 0.0)
+
+    _, ended = jax.lax.scan(step, running, (reward, done))
+    return ended.sum(), done.sum().astype(jnp.float32)
+
+
+def window_returns(
+    total: np.ndarray, count: np.ndarray, last: np.ndarray, edges: np.ndarray
+) -> np.ndarray:
+    """The authors' logged return per window of updates: the mean return of the episodes that
+    finished inside it, sum(total) / sum(count) over updates [edges[j], edges[j+1]).
+
+    total, count, last: (..., num_updates) metrics "episode_return_sum", "episodes",
+    "episode_return"; edges (W + 1,) -> (..., W). A window in which no episode finished (the authors
+    log nothing there) gets the mean over envs of the last finished episode's return at its end.
+    """
+    sums = np.add.reduceat(np.asarray(total, float), edges[:-1], axis=-1)
+    counts = np.add.reduceat(np.asarray(count, float), edges[:-1], axis=-1)
+    fallback = np.asarray(last, float)[..., np.asarray(edges[1:]) - 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), fallback)
+
+
 def make_train(config: A2CConfig, optimizer: optax.GradientTransformation):
     """`train(key) -> (final TrainState, metrics)`: `num_updates` A2C updates, jitted end to end.
 
     metrics["episode_return"] (num_updates,): mean over envs of the last finished episode's return
-    (0 until one finishes); metrics["reward_rate"] (num_updates,): mean reward per step in the rollout.
+    (0 until one finishes); metrics["episode_return_sum"] and metrics["episodes"] (num_updates,):
+    the summed returns and the number of the episodes that finished in the update's rollout (the
+    authors' logging: `window_returns`); metrics["reward_rate"] (num_updates,): mean reward per step in the rollout;
+    metrics["finite"] (num_updates,): whether every parameter is finite after the update.
     vmap `train` over keys for seeds.
     """
     train = make_train_fn(config, lambda _: optimizer)
@@ -176,19 +229,32 @@ def make_train_fn(config: A2CConfig, make_optimizer: Callable[[Any], optax.Gradi
     """Unjitted `train(key, hparams)`; the optimizer is `make_optimizer(hparams)`.
 
     hparams is traced, so one compiled program serves a whole sweep: vmap over learning rates,
-    or over meta-parameters of a learned optimizer.
+    or over meta-parameters of a learned optimizer. With `config.grad_clip` = c every optimizer
+    gets the gradient clipped element-wise to [-c, c] first (the authors' `grad_clip`, optax.clip).
     """
     agent = Agent(config)
 
     def train(key: jax.Array, hparams: Any):
         optimizer = make_optimizer(hparams)
+        if config.grad_clip:
+            optimizer = optax.chain(optax.clip(config.grad_clip), optimizer)
 
         def update(state: TrainState, key):
             traj, env = agent.rollout(state.params, state.env, key)
             grads, _ = jax.grad(agent.loss, has_aux=True)(state.params, traj, env.obs)
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
-            metrics = {"episode_return": env.last.mean(), "reward_rate": traj.reward.mean()}
+            finite = jnp.all(
+                jnp.array([jnp.isfinite(x).all() for x in jax.tree_util.tree_leaves(params)])
+            )
+            total, count = finished_episodes(state.env.running, traj.reward, traj.done)
+            metrics = {
+                "episode_return": env.last.mean(),
+                "episode_return_sum": total,
+                "episodes": count,
+                "reward_rate": traj.reward.mean(),
+                "finite": finite,
+            }
             return TrainState(params, opt_state, env), metrics
 
         k_init, k_env, k_run = jax.random.split(key, 3)

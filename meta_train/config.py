@@ -47,7 +47,7 @@ class MetaTrainConfig:
     agent_lr: float = 1e-3
     reward_scale: dict = field(default_factory=lambda: dict(PAPER_REWARD_SCALE))
     kind: str = "optim4rl"
-    grad_clip: float = 1.0
+    grad_clip: float | None = 1.0
     meta_lr: float = 1e-3
     task_grad_norm: float | None = 0.5
     meta_clip: float | None = 1.0
@@ -112,6 +112,22 @@ PRESETS: dict[str, MetaTrainConfig] = {
         reward_scale={},
         meta_steps=600,
         checkpoint_every=25,
+    ),
+    # The release's Catch meta-training (configs/meta_rl_catch.json): 64 units, reset interval 32,
+    # agent lr 1e-3, no agent-gradient clip, meta Adam after a global-norm clip of 0.5 (its
+    # `grad_norm`; no per-task rescale, `max_norm` -1), 5e5 env steps = 78 meta-steps of 64 units x
+    # 20 steps x 5 rollouts. Meta-lr 1e-3 from the release's sweep {1e-4 ... 1e-2}.
+    "catch": MetaTrainConfig(
+        tasks=("catch",),
+        units_per_task=64,
+        reset_interval=32,
+        agent_lr=1e-3,
+        reward_scale={},
+        grad_clip=None,
+        task_grad_norm=None,
+        meta_clip=0.5,
+        meta_steps=78,
+        checkpoint_every=13,
     ),
     "smoke": MetaTrainConfig(
         tasks=("small_dense_short", "big_sparse_short"),

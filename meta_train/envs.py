@@ -57,3 +57,8 @@ def make(name: str):
 def uses_conv(name: str) -> bool:
     """The spec's agent: conv torso on the big maps, MLP on the small ones and Catch."""
     return check_task(name).startswith("big_")
+
+
+def hidden_units(name: str) -> int:
+    """The authors' torso width: Dense256 on Catch, Dense32 on the gridworlds."""
+    return 256 if check_task(name) == "catch" else 32

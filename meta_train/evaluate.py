@@ -1,7 +1,10 @@
 """`python -m meta_train evaluate CHECKPOINT`: fresh A2C agents on each gridworld with the learned
 optimizer, the same optimizer at its random initialisation, and tuned Adam; table and curves.
 
-Score of a run: its final return (mean episode return over the last 10% of updates). Per task the
+Every method is trained and scored by the one gridworld protocol of meta_train.baselines
+(`EvalConfig`: element-wise gradient clip 1 before every optimizer, the checkpoint's per-task
+reward scale for every method, the authors' logged return). Score of a run: its final return (the
+mean return of the episodes that finished in the last 10% of updates). Per task the
 score is normalised between the random policy (the untrained network, lr = 0) and tuned Adam:
     normalised = (R_opt - R_random) / (R_adam - R_random)
 and averaged over the tasks where Adam is above random by 2 standard errors (elsewhere the gap
@@ -21,14 +24,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import optim4rl
-from meta_train.a2c import A2CConfig, make_train_fn
 from meta_train.baselines import (
     LR_GRID,
     EvalConfig,
     add_eval_options,
+    curve,
     eval_config_from_args,
     final_return,
-    hand_optimizer,
+    sweep_curves,
+    train_runs,
 )
 from meta_train.run import META_PARAMS, atomic_write
 
@@ -45,31 +49,31 @@ def load(checkpoint: str) -> tuple[dict, dict]:
 
 def learned_curves(
     task: str, meta_params, kind: str, lrs, ec: EvalConfig, reward_scale: float = 1.0, seed: int = 0
-) -> np.ndarray:
-    """(len(meta_params), len(lrs), seeds, num_updates) for a stack of meta-parameter trees."""
-    config = A2CConfig(task=task, num_updates=ec.num_updates, reward_scale=reward_scale)
-    train = make_train_fn(config, lambda h: optim4rl.learned(h[1], h[0], kind))
-    over_seeds = jax.vmap(train, in_axes=(0, None))
-    over_lrs = jax.vmap(lambda k, mp, lr: over_seeds(k, (mp, lr)), in_axes=(None, None, 0))
-    run = jax.vmap(over_lrs, in_axes=(None, 0, None))
-    keys = jax.random.split(jax.random.key(seed), ec.seeds)
-    _, metrics = jax.jit(run)(keys, meta_params, jnp.asarray(lrs, jnp.float32))
-    return np.asarray(metrics["episode_return"])
+) -> dict[str, np.ndarray]:
+    """`train_runs` metrics (len(meta_params), len(lrs), seeds, num_updates) for a stack of
+    meta-parameter trees, each at every learning rate."""
+    m, n = jax.tree_util.tree_leaves(meta_params)[0].shape[0], len(lrs)
+    grid = (
+        jax.tree_util.tree_map(lambda a: jnp.repeat(a, n, axis=0), meta_params),
+        jnp.tile(jnp.asarray(lrs, jnp.float32), m),
+    )
+
+    # the protocol's clip (ec.grad_clip, applied before every optimizer) replaces the learned
+    # optimizer's own, so that every method sees the same gradients
+    def make(h):
+        return optim4rl.learned(h[1], h[0], kind, grad_clip=None)
+
+    runs = train_runs(task, make, grid, ec, reward_scale, seed)
+    return {k: v.reshape(m, n, *v.shape[1:]) for k, v in runs.items()}
 
 
-def adam_curves(task, lrs, ec: EvalConfig, reward_scale=1.0, seed=0) -> np.ndarray:
-    """(len(lrs), seeds, num_updates); lr 0 leaves the network at its initialisation."""
-    config = A2CConfig(task=task, num_updates=ec.num_updates, reward_scale=reward_scale)
-    train = make_train_fn(config, lambda lr: hand_optimizer("adam", lr))
-    run = jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, 0))
-    keys = jax.random.split(jax.random.key(seed), ec.seeds)
-    _, metrics = jax.jit(run)(keys, jnp.asarray(lrs, jnp.float32))
-    return np.asarray(metrics["episode_return"])
+def _pick(runs: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
+    return {k: v[i] for k, v in runs.items()}
 
 
-def best_of(curves: np.ndarray, ec: EvalConfig) -> int:
-    """Index of the (grid, seeds, updates) row with the highest final return averaged over seeds."""
-    return int(np.argmax(final_return(curves, ec.final_fraction).mean(-1)))
+def best_of(runs: dict[str, np.ndarray], ec: EvalConfig) -> int:
+    """Index of the grid entry (leading axis) with the highest final return averaged over seeds."""
+    return int(np.argmax(final_return(runs, ec.final_fraction).mean(-1)))
 
 
 def evaluate(
@@ -81,7 +85,7 @@ def evaluate(
     reward_scale: dict | None = None,
     progress: bool = True,
 ) -> dict:
-    """{task: {method: curve (num_updates,) mean over seeds, score, per-seed scores, lr}}.
+    """{task: {method: curve (points,) mean over seeds, score, per-seed scores, lr}}.
 
     Every method picks its learning rate per task by the same rule, the best final return on these
     same seeds: the learned optimizer and its random initialisation over `lrs`, Adam over LR_GRID
@@ -96,25 +100,26 @@ def evaluate(
         scale = float(reward_scale.get(task, 1.0))
         learned = learned_curves(task, stacked, kind, lrs, ec, scale)
         grid = [adam_lrs[task]] if task in adam_lrs else list(LR_GRID)
-        hand = adam_curves(task, [*grid, 0.0], ec, scale)
+        hand = sweep_curves(task, "adam", [*grid, 0.0], ec, scale)
         picked = {
-            "learned": (learned[0], list(lrs)),
-            "learned_init": (learned[1], list(lrs)),
-            "adam": (hand[:-1], grid),
+            "learned": (_pick(learned, 0), list(lrs)),
+            "learned_init": (_pick(learned, 1), list(lrs)),
+            "adam": ({k: v[:-1] for k, v in hand.items()}, grid),
         }
-        results[task] = {"random": summary(hand[-1], ec, 0.0)}
-        for name, (curves, grid_lrs) in picked.items():
-            best = best_of(curves, ec)
-            results[task][name] = summary(curves[best], ec, float(grid_lrs[best]))
+        results[task] = {"random": summary(_pick(hand, -1), ec, 0.0)}
+        for name, (runs, grid_lrs) in picked.items():
+            best = best_of(runs, ec)
+            results[task][name] = summary(_pick(runs, best), ec, float(grid_lrs[best]))
         results[task]["reward_scale"] = scale
+        results[task]["num_updates"] = ec.updates(task)
     return results
 
 
-def summary(curves: np.ndarray, ec: EvalConfig, lr: float) -> dict:
-    """Mean curve, per-seed final returns and their mean, of (seeds, num_updates) curves."""
-    scores = final_return(curves, ec.final_fraction)
+def summary(runs: dict[str, np.ndarray], ec: EvalConfig, lr: float) -> dict:
+    """Mean curve, per-seed final returns and their mean, of (seeds, num_updates) metrics."""
+    scores = final_return(runs, ec.final_fraction)
     return {
-        "curve": curves.mean(0).tolist(),
+        "curve": curve(runs).mean(0).tolist(),
         "seed_scores": scores.tolist(),
         "score": float(scores.mean()),
         "lr": lr,
@@ -205,13 +210,12 @@ def plot_curves(results: dict, out: Path) -> None:
     }
     for ax, (task, r) in zip(axes.flat, results.items(), strict=False):
         for method, label in labels.items():
-            curve = np.asarray(r[method]["curve"])
-            width = max(1, len(curve) // 50)
-            smooth = np.convolve(curve, np.ones(width) / width, mode="valid")
-            ax.plot(np.arange(len(smooth)) + width - 1, smooth, label=label)
+            y = np.asarray(r[method]["curve"])
+            x = np.linspace(0, r["num_updates"], len(y) + 1)[1:]  # window ends
+            ax.plot(x, y, label=label)
         ax.set_title(task)
         ax.set_xlabel("A2C update")
-        ax.set_ylabel("episode return")
+        ax.set_ylabel("episode return (finished in window)")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
@@ -270,7 +274,7 @@ def main(argv: list[str]) -> int:
         "lrs": lrs,
         "reward_scale": scale,
         "adam_lrs": adam_lrs,
-        "eval_config": {**ec.__dict__, "tasks": list(ec.tasks)},
+        "eval_config": ec.to_json(),
         "checkpoint_header": header,
     }
     write_report(results, norm, out, info)

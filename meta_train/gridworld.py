@@ -4,7 +4,8 @@ A map of `rows x cols` cells with walls on its border. `k` objects, each with a 
 termination probability and a respawn probability. 9 actions: stay and the 8 compass moves; a
 move into a wall leaves the agent where it is. Walking onto a present object collects it: its
 reward is paid, the episode terminates with its termination probability, and the object is gone
-until it respawns (each step, with its respawn probability, at a uniformly random empty cell).
+until it respawns (each step, with its respawn probability, at a uniformly random non-wall cell,
+which may hold the agent or another object, as in the authors' release).
 The episode also ends at the horizon `max_steps_in_episode`; gymnax's `step` auto-resets.
 
 Observation: float32 `(rows, cols, k + 1)`, binary; channel `i < k` marks object `i` when present,
@@ -82,15 +83,6 @@ class GridWorld(environment.Environment[EnvState, EnvParams]):
     def observation_space(self, params: EnvParams) -> spaces.Box:
         return spaces.Box(0.0, 1.0, (self.rows, self.cols, self.num_objects + 1), jnp.float32)
 
-    def _free_cells(self, state_agent, objects, present, params) -> jax.Array:
-        """(rows*cols,) bool: cells with no wall, no agent and no present object."""
-        occupied = params.walls.reshape(-1)
-        occupied = occupied.at[state_agent[0] * self.cols + state_agent[1]].set(True)
-        flat = objects[:, 0] * self.cols + objects[:, 1]
-        # absent objects write to an out-of-range index, which `mode="drop"` ignores
-        flat = jnp.where(present, flat, self.rows * self.cols)
-        return ~occupied.at[flat].set(True, mode="drop")
-
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
         """Agent and all objects on distinct uniformly random empty cells."""
         # a uniformly random permutation of the empty cells: sort uniform scores, walls last
@@ -120,18 +112,16 @@ class GridWorld(environment.Environment[EnvState, EnvParams]):
         terminated = jnp.any(hit & (u[:, 0] < params.terminate_prob))
         present = state.present & ~hit
 
-        # respawn absent objects one at a time so that two never share a cell; the cell is drawn
-        # by inverting the CDF of the uniform distribution over free cells
-        objects = state.objects
-        for i in range(self.num_objects):
-            free = self._free_cells(agent, objects, present, params)
-            cdf = jnp.cumsum(free)
-            cell = jnp.searchsorted(cdf, u[i, 2] * cdf[-1], side="right", method="compare_all")
-            cell = jnp.minimum(cell, self.rows * self.cols - 1)
-            spawn = ~present[i] & (u[i, 1] < params.respawn_prob[i]) & (cdf[-1] > 0)
-            new_pos = jnp.stack([cell // self.cols, cell % self.cols]).astype(jnp.int32)
-            objects = objects.at[i].set(jnp.where(spawn, new_pos, objects[i]))
-            present = present.at[i].set(present[i] | spawn)
+        # as in the authors' release, an absent object respawns at a uniformly random non-wall
+        # cell, which may hold the agent or another object; the cell is drawn by inverting the CDF
+        open_cells = ~params.walls.reshape(-1)
+        cdf = jnp.cumsum(open_cells)
+        cells = jnp.searchsorted(cdf, u[:, 2] * cdf[-1], side="right", method="compare_all")
+        cells = jnp.minimum(cells, self.rows * self.cols - 1)
+        spawn = ~present & (u[:, 1] < params.respawn_prob)
+        new_pos = jnp.stack([cells // self.cols, cells % self.cols], -1).astype(jnp.int32)
+        objects = jnp.where(spawn[:, None], new_pos, state.objects)
+        present = present | spawn
 
         state = EnvState(agent=agent, objects=objects, present=present, time=state.time + 1)
         obs = self.get_obs(state, params)

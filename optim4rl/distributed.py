@@ -29,8 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The three multi-process flags (all or none)."""
     g = parser.add_argument_group("multi-process (default: Slurm or JAX_* environment, else one)")
     g.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
-    g.add_argument("--num-processes", type=int, metavar="N", dest="num_processes")
-    g.add_argument("--process-id", type=int, metavar="I", dest="process_id")
+    g.add_argument(
+        "--num-processes", type=int, metavar="N", dest="num_processes", help="processes in all"
+    )
+    g.add_argument(
+        "--process-id", type=int, metavar="I", dest="process_id", help="this process (0 .. N-1)"
+    )
 
 
 def settings(

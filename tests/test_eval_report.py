@@ -33,6 +33,9 @@ budget = 100_000
 
 [optimizers.adam]
 spec = "adam(learning_rate=3e-3)"
+
+[optimizers.sgd]                  # diverges after about 30 updates on every seed
+spec = "sgd(learning_rate=30.0)"
 """
 
 
@@ -48,7 +51,7 @@ def study_out(tmp_path_factory):
 
 def test_runner_writes_every_run(study_out):
     _, out, counts = study_out
-    assert counts == {"ran": 2, "skipped": 0, "diverged": 0}
+    assert counts == {"ran": 4, "skipped": 0, "diverged": 2}
     for seed in (0, 1):
         run = out / "runs" / "catch" / "adam" / f"seed{seed}"
         config = json.loads((run / "config.json").read_text())
@@ -64,7 +67,7 @@ def test_rerun_skips_finished_and_refuses_changed_config(study_out):
     path, out, _ = study_out
     metrics = out / "runs" / "catch" / "adam" / "seed0" / "metrics.jsonl"
     before = metrics.read_bytes()
-    assert run_study(load_study(path, "cpu"), out)["skipped"] == 2
+    assert run_study(load_study(path, "cpu"), out)["skipped"] == 4
     assert metrics.read_bytes() == before
     changed = path.with_name("changed.toml")
     changed.write_text(STUDY.replace("budget = 1600", "budget = 2000"))
@@ -82,10 +85,24 @@ def test_report_of_real_runs(study_out):
         returns = [json.loads(line)["return"] for line in lines]
         finals.append(np.mean(returns[-2:]))
     with open(out / "report" / "summary.csv") as f:
-        (row,) = list(csv.DictReader(f))
+        rows = {r["optimizer"]: r for r in csv.DictReader(f)}
+    row = rows["adam"]
     assert float(row["final_mean"]) == pytest.approx(np.mean(finals))
     assert float(row["final_se"]) == pytest.approx(np.std(finals, ddof=1) / np.sqrt(2))
     assert "### catch" in text and "| adam | 2 |" in text
+    # sgd diverged on both seeds: each counts with its last finite window held to the end
+    held = []
+    for seed in (0, 1):
+        lines = (out / "runs/catch/sgd" / f"seed{seed}" / "metrics.jsonl").read_text().splitlines()
+        rows_ = [json.loads(line) for line in lines]
+        valid = [r["return"] for r in rows_[: [r["finite"] for r in rows_].index(0.0)]]
+        assert len(valid) < 4  # the A2C adapter flags the windows from the divergence on
+        curve = valid + [valid[-1] if valid else np.nan] * (4 - len(valid))
+        held.append(np.mean(curve[-2:]))
+    assert np.all(np.isfinite(held)), "sgd lr 30 should diverge after the first window"
+    assert int(rows["sgd"]["seeds"]) == 2 and int(rows["sgd"]["diverged"]) == 2
+    assert float(rows["sgd"]["final_mean"]) == pytest.approx(np.mean(held))
+    assert "| sgd | 2 (2 diverged) |" in text
     for name in ("curves.png", "curves.pdf", "report.md", "runs.csv"):
         assert (out / "report" / name).stat().st_size > 0
 
@@ -141,7 +158,7 @@ def test_report_numbers_and_normalisation(tmp_path):
     # family sgd: on a, lr=0.1 (final 30) beats lr=1.0 (10); on b, lr=1.0 (300) beats 0.1 (100)
     assert best["a"]["variant"] == "sgd[lr=0.1]" and float(best["a"]["final_mean"]) == 30
     assert best["b"]["variant"] == "sgd[lr=1.0]" and float(best["b"]["final_se"]) == 0
-    assert "| a | 30 ± 10 (sgd[lr=0.1]) |" in text
+    assert "| a | 30 ± 10 (sgd[lr=0.1]; 2) |" in text
     with open(out / "report" / "aggregate.csv") as f:
         agg = {r["optimizer"]: r for r in csv.DictReader(f)}
     # task a: low 0, high 30; task b: low 100, high 300 (sgd[lr=1.0] final mean)
@@ -149,7 +166,7 @@ def test_report_numbers_and_normalisation(tmp_path):
     assert float(agg["sgd[lr=0.1]"]["mean"]) == pytest.approx(0.5)
     # sgd[lr=1.0]: a -> 1/3, 1/3; b -> 1, 1; mean 2/3
     assert float(agg["sgd[lr=1.0]"]["mean"]) == pytest.approx(2 / 3)
-    assert "unfinished run skipped" in text
+    assert "seed2 is unfinished" in text
     assert (out / "report" / "sensitivity.png").exists()
     assert (out / "report" / "sensitivity.pdf").exists()
 
@@ -287,7 +304,7 @@ def test_noise_guard_threshold_and_single_seed(tmp_path):
     def group(task, variant, curves):
         curves = np.array(curves, float)
         steps = np.arange(1.0, curves.shape[1] + 1)
-        return Group(task, variant, variant, {}, list(range(len(curves))), steps, curves, [])
+        return Group(task, variant, variant, {}, list(range(len(curves))), steps, curves)
 
     # untrained returns all 0 (SE 0); x's finals shift + (-1, 0, 1) (SE 1 / sqrt 3) are the best;
     # y ends far below. So gap = shift, and the task is used iff shift > NOISE_SE / sqrt 3.
@@ -307,7 +324,7 @@ def _group(task, variant, curves, sweep=None):
     curves = np.asarray(curves, float)
     steps = 100.0 * np.arange(curves.shape[1])
     family = variant.split("[")[0]
-    return Group(task, variant, family, sweep or {}, list(range(len(curves))), steps, curves, [])
+    return Group(task, variant, family, sweep or {}, list(range(len(curves))), steps, curves)
 
 
 def test_plots_draw_the_hand_computed_numbers(tmp_path):
@@ -315,7 +332,8 @@ def test_plots_draw_the_hand_computed_numbers(tmp_path):
 
     from eval import plots
 
-    adam = _group("a", "adam", [[0, 1, 2], [2, 3, 4]])  # mean 1, 2, 3; se = sqrt(2)/sqrt(2) = 1
+    # mean 1, 2, 3; with two seeds the 95% bootstrap band spans the two curves themselves
+    adam = _group("a", "adam", [[0, 1, 2], [2, 3, 4]])
     sgd = [
         _group("a", f"sgd[lr={lr}]", [[0, 0, f], [0, 0, f + 2]], {"lr": lr})
         for lr, f in ((1.0, 10.0), (0.1, 4.0))  # finals: mean f + 1, se 1
@@ -347,3 +365,84 @@ def test_plots_draw_the_hand_computed_numbers(tmp_path):
     for colour in ("#1f77b4", "#ff7f0e", "#2ca02c"):  # the three optimizers' lines
         rgb = np.array(matplotlib.colors.to_rgb(colour))
         assert np.sum(np.all(np.abs(pixels - rgb) < 0.02, axis=-1)) > 50, colour
+
+
+NAN = float("nan")
+# (task, optimizer) -> per seed [(return, finite), ...]; rmsprop diverges on catch seed 1 after
+# its second evaluation and on small_dense_short seed 2 before its first; adam's seed 2 on
+# small_dense_short never finished (no done.json).
+DIVERGING = {
+    ("catch", "adam"): [[(0, 1), (0.5, 1), (1.0, 1)], [(0, 1), (0.4, 1), (0.8, 1)],
+                        [(0, 1), (0.6, 1), (0.9, 1)]],
+    ("catch", "rmsprop"): [[(0, 1), (0.2, 1), (0.5, 1)], [(0, 1), (0.3, 1), (NAN, 0)],
+                           [(0, 1), (0.1, 1), (0.4, 1)]],
+    ("small_dense_short", "adam"): [[(1, 1), (5, 1), (10, 1)], [(2, 1), (6, 1), (11, 1)],
+                                    [(3, 1), (7, 1), (12, 1)]],
+    ("small_dense_short", "rmsprop"): [[(2, 1), (3, 1), (6, 1)], [(2, 1), (4, 1), (7, 1)],
+                                       [(NAN, 0), (NAN, 0), (NAN, 0)]],
+}  # fmt: skip
+
+
+def test_diverged_runs_count_everywhere(tmp_path):
+    """A study folder (the runner's own writers) where rmsprop diverges on some seeds: every seed
+    enters every number, held from its last finite evaluation, checked by hand."""
+    from eval.runner import DONE, atomic_write_json, run_config, run_dir
+
+    path = tmp_path / "div.toml"
+    path.write_text(NOISE_STUDY.replace(', "big_dense_short"', ""))
+    study = load_study(path, "cpu")
+    out = tmp_path / "out"
+    atomic_write_json(out / "study.json", study.to_json())
+    for (task, name), seeds in DIVERGING.items():
+        variant = next(v for v in study.variants if v.name == name)
+        for seed, evals in enumerate(seeds):
+            run = run_dir(out, task, name, seed)
+            run.mkdir(parents=True)
+            atomic_write_json(run / "config.json", run_config(study, task, variant, seed))
+            rows = [{"env_steps": 400 * (i + 1), "return": r, "finite": f} for i, (r, f) in
+                    enumerate(evals)]  # fmt: skip
+            (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            if (task, name, seed) != ("small_dense_short", "adam", 2):
+                ok = all(f for _, f in evals)
+                atomic_write_json(run / DONE, {"status": "finished" if ok else "diverged"})
+    text = write_report(out)
+
+    # held curves by hand: catch/rmsprop/1 holds 0.3; small/rmsprop/2 never had a finite
+    # evaluation and gets the task's untrained return, the mean of the finite first evaluations
+    # of the runs there: adam 1, 2 and rmsprop 2, 2 -> 1.75
+    finals = {
+        ("catch", "adam"): [1.0, 0.8, 0.9],
+        ("catch", "rmsprop"): [0.5, 0.3, 0.4],
+        ("small_dense_short", "adam"): [10, 11],
+        ("small_dense_short", "rmsprop"): [6, 7, 1.75],
+    }
+    firsts = {("small_dense_short", "adam"): [1, 2], ("small_dense_short", "rmsprop"): [2, 2, 1.75]}
+    with open(out / "report" / "summary.csv") as f:
+        summary = {(r["task"], r["optimizer"]): r for r in csv.DictReader(f)}
+    for key, values in finals.items():
+        assert float(summary[key]["final_mean"]) == pytest.approx(np.mean(values))
+        assert int(summary[key]["seeds"]) == len(values)
+    assert int(summary["catch", "rmsprop"]["diverged"]) == 1
+    assert "| rmsprop | 3 (1 diverged) |" in text
+    with open(out / "report" / "runs.csv") as f:
+        runs = {(r["task"], r["optimizer"], r["seed"]): r for r in csv.DictReader(f)}
+    assert runs["catch", "rmsprop", "1"]["status"] == "diverged"
+    assert float(runs["catch", "rmsprop", "1"]["held_from_step"]) == 1200
+    assert runs["small_dense_short", "rmsprop", "2"]["valid_evals"] == "0"
+    assert "catch / rmsprop / seed 1: diverged; its evaluation at step 800 (0.3)" in text
+    assert "small_dense_short/adam/seed2 is unfinished" in text
+
+    # normalisation: catch low 0, high adam's 0.9; small low = mean of the optimizers' mean first
+    # evaluations, high adam's 10.5
+    low = {"catch": 0.0, "small_dense_short": np.mean([np.mean(v) for v in firsts.values()])}
+    high = {"catch": 0.9, "small_dense_short": 10.5}
+    with open(out / "report" / "aggregate.csv") as f:
+        agg = {r["optimizer"]: r for r in csv.DictReader(f)}
+    for name, n_seeds, n_div in (("adam", 5, 0), ("rmsprop", 6, 2)):
+        pooled = np.concatenate(
+            [(np.array(finals[t, name]) - low[t]) / (high[t] - low[t]) for t in low]
+        )
+        assert float(agg[name]["mean"]) == pytest.approx(pooled.mean())
+        assert int(agg[name]["seeds"]) == n_seeds and int(agg[name]["diverged"]) == n_div
+    assert "| rmsprop | 2 | 6 (2 diverged) |" in text
+    assert (out / "report" / "overview.png").stat().st_size > 0

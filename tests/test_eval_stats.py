@@ -70,3 +70,24 @@ def test_normalize():
     np.testing.assert_allclose(normalize([[5.0, 30.0]], [0.0, 10.0], [10.0, 50.0]), [[0.5, 0.5]])
     with pytest.raises(ValueError, match="must differ"):
         normalize([1.0], 2.0, 2.0)
+
+
+def test_bootstrap_ragged_strata_keep_their_sizes():
+    """Tasks with 2 and 4 runs, constant within each: every replicate keeps 2 zeros and 4 ones, so
+    its mean is exactly 4/6; a varying task still varies."""
+    from eval.stats import stratified_bootstrap_ci
+
+    point, low, high = stratified_bootstrap_ci([np.zeros(2), np.ones(4)], "mean", reps=300)
+    assert point == low == high == pytest.approx(4 / 6)
+    point, low, high = stratified_bootstrap_ci([np.zeros(2), np.arange(4.0)], "iqm", reps=300)
+    assert point == pytest.approx(scipy_stats.trim_mean([0, 0, 0, 1, 2, 3], 0.25)) and low < high
+
+
+def test_mean_ci_per_evaluation():
+    from eval.stats import mean_ci
+
+    curves = np.stack([np.zeros(400), np.ones(400)], axis=1)  # eval 0 constant, eval 1 constant
+    curves[:, 1] += np.random.default_rng(0).normal(0, 1, 400)
+    mean, low, high = mean_ci(curves, reps=2000)
+    assert low[0] == high[0] == 0.0 and mean[1] == pytest.approx(curves[:, 1].mean())
+    assert high[1] - low[1] == pytest.approx(2 * 1.96 * curves[:, 1].std() / 20, rel=0.1)

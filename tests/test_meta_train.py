@@ -65,6 +65,21 @@ def test_a2c_loss_matches_sequential_reference():
     np.testing.assert_allclose(float(aux["entropy"]), ent, rtol=1e-5)
 
 
+def test_torso_width_is_the_authors_and_a_config_field():
+    """Dense256 on Catch (10x5x1 board), Dense32 on the gridworlds (6x8x3), or A2CConfig.hidden."""
+    from meta_train.a2c import Agent
+
+    def torso(**kw):
+        shapes = jax.eval_shape(Agent(A2CConfig(**kw)).init_params, jax.random.key(0))
+        return shapes["params"]["torso"]["kernel"]
+
+    assert torso(task="catch").shape == (50, 256)
+    assert torso(task="small_dense_short").shape == (144, 32)
+    assert torso(task="catch", hidden=64).shape == (50, 64)
+    with pytest.raises(ValueError, match="hidden"):
+        A2CConfig(task="catch", hidden=0)
+
+
 def test_a2c_with_adam_learns_catch():
     train = make_train(A2CConfig(task="catch", num_updates=1000), optax.adam(3e-3))
     _, m = jax.vmap(train)(jax.random.split(jax.random.key(0), 4))
@@ -262,12 +277,39 @@ def test_cli_meta_trains_another_kind(tmp_path):
         optim4rl.load_meta_params(out / META_PARAMS, "optim4rl")
 
 
-def test_evaluation_normalisation_by_hand():
-    from meta_train.baselines import final_return
-    from meta_train.evaluate import normalised
+def test_logged_return_is_the_authors_episode_average():
+    """finished_episodes + window_returns against a loop over steps written from the authors'
+    definition: per window, the mean return of the episodes that finished inside it."""
+    from meta_train.a2c import finished_episodes, window_returns
 
-    curves = np.arange(20.0).reshape(2, 10)
-    np.testing.assert_allclose(final_return(curves, 0.2), [8.5, 18.5])
+    rng = np.random.default_rng(0)
+    updates, T, E = 12, 5, 3
+    reward = rng.integers(-1, 2, size=(updates, T, E)).astype(np.float32)
+    done = rng.random((updates, T, E)) < 0.15
+    running = np.zeros(E, np.float32)
+    totals, counts, lasts, last = [], [], [], np.zeros(E)
+    per_window = {0: [], 1: [], 2: []}  # windows of 4 updates
+    for u in range(updates):
+        t, c = finished_episodes(jnp.asarray(running), jnp.asarray(reward[u]), jnp.asarray(done[u]))
+        totals.append(float(t))
+        counts.append(float(c))
+        for step in range(T):
+            running = running + reward[u, step]
+            for e in np.flatnonzero(done[u, step]):
+                per_window[u // 4].append(running[e])
+                last[e] = running[e]
+            running = np.where(done[u, step], 0.0, running)
+        lasts.append(last.mean())
+    got = window_returns(
+        np.array(totals), np.array(counts), np.array(lasts), np.array([0, 4, 8, 12])
+    )
+    want = [np.mean(v) if v else lasts[4 * w + 3] for w, v in per_window.items()]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert sum(counts) == done.sum()
+
+
+def test_evaluation_normalisation_by_hand():
+    from meta_train.evaluate import normalised
 
     def r(score, spread=0.1):  # per-seed scores with this mean
         return {"score": score, "seed_scores": [score - spread, score, score + spread]}
@@ -306,9 +348,39 @@ def test_evaluate_cli_picks_each_methods_best_lr(tmp_path):
     assert task["reward_scale"] == 10.0
     ec = EvalConfig(tasks=("small_dense_short",), seeds=2, num_updates=20)
     stacked = jax.tree_util.tree_map(lambda a: jnp.stack([a]), meta)
-    curves = learned_curves("small_dense_short", stacked, "optim4rl", [3e-3, 3e-2], ec, 10.0)
-    scores = final_return(curves[0], 0.1).mean(-1)
+    runs = learned_curves("small_dense_short", stacked, "optim4rl", [3e-3, 3e-2], ec, 10.0)
+    scores = final_return({k: v[0] for k, v in runs.items()}, 0.1).mean(-1)
     best = int(np.argmax(scores))
     assert task["learned"]["lr"] == (3e-3, 3e-2)[best]
     np.testing.assert_allclose(task["learned"]["score"], scores[best], rtol=1e-5, atol=1e-6)
     assert (tmp_path / "ev" / "curves.png").exists()
+
+
+def test_study_and_evaluate_share_one_protocol():
+    """An a2c study cell (eval.algorithms) and meta_train's protocol (train_runs) give the same
+    logged returns for the same optimizer, seeds, clip and reward scale."""
+    from dataclasses import replace
+
+    from eval.algorithms import get_algorithm
+    from meta_train.a2c import window_returns
+    from meta_train.baselines import EVAL_PRESETS, sweep_curves
+
+    rows: dict[int, list] = {0: [], 1: []}
+    get_algorithm("a2c").run_cell(
+        task="catch",
+        preset="cpu",
+        overrides={"grad_clip": 1.0, "reward_scale": {"catch": 10.0}},
+        budget=400,
+        num_evals=2,
+        optimizer=optax.adam(1e-2),
+        seeds=[0, 1],
+        on_eval=lambda i, row: rows[i].append(row["return"]),
+        desc="",
+    )
+    ec = replace(EVAL_PRESETS["smoke"], tasks=("catch",), seeds=2, num_updates=20)
+    runs = sweep_curves("catch", "adam", [1e-2], ec, reward_scale=10.0)
+    edges = np.array([0, 10, 20])
+    want = window_returns(
+        runs["episode_return_sum"][0], runs["episodes"][0], runs["episode_return"][0], edges
+    )
+    np.testing.assert_allclose([rows[0], rows[1]], want, rtol=1e-5, atol=1e-6)

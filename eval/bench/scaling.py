@@ -104,7 +104,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--budget", type=int, default=100_000, help="env steps per run of the study")
     p.add_argument("--preset", default="cpu", help="meta_train preset of the second part")
     p.add_argument("--units", type=int, default=16, help="units per task (all processes)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats of each measurement")
     p.add_argument("--skip", choices=("study", "meta-train"), help="run only the other part")
     args = p.parse_args(argv)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

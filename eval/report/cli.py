@@ -1,0 +1,67 @@
+"""`write_report(DIR)` and the `python -m eval report DIR` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from eval.report import scores, tables
+from eval.report.load import group_runs, load_runs
+
+
+def write_report(out: str | Path) -> str:
+    """Aggregate the runs under `out`, write tables and plots, return the Markdown."""
+    from eval import plots
+
+    out = Path(out)
+    runs, notes = load_runs(out)
+    study = json.loads((out / "study.json").read_text()) if (out / "study.json").exists() else {}
+    last = int(study.get("last", 1))
+    groups, more = group_runs(runs)
+    notes += more
+    summary = scores.summarize(groups, last)
+    refs = scores.normalisation_refs(groups, last)
+    agg, agg_note = scores.aggregate(groups, last, refs)
+    best = scores.tuned(groups, last)
+    bars = scores.task_scores(groups, last, refs, best)
+    folder = out / "report"
+    folder.mkdir(exist_ok=True)
+    tables.write_csv(folder / "runs.csv", tables.run_rows(groups, last))
+    tables.write_csv(folder / "summary.csv", summary)
+    tables.write_csv(folder / "aggregate.csv", agg)
+    tables.write_csv(folder / "tuned.csv", best)
+    tables.write_csv(folder / "task_scores.csv", bars)
+    if agg_note:
+        tables.write_csv(folder / "normalisation.csv", refs)
+    title = f"{study.get('name', out.name)} ({study.get('scale', '?')} scale)"
+    figures = plots.overview(groups, bars, folder / "overview", title=title)
+    figures += plots.learning_curves(groups, folder / "curves", title=title)
+    figures += plots.sensitivity(groups, folder / "sensitivity", last=last, title=title)
+    held = tables.held_runs(groups)
+    text = "\n".join(
+        [f"## {title}", "", tables.markdown(summary, agg, agg_note, last, refs, best)]
+        + (
+            ["### Diverged and stopped runs (held, in every number above)", "", *held, ""]
+            if held
+            else []
+        )
+        + [f"Note: {n}" for n in notes]
+        + ([""] + [f"![{p.stem}]({p.name})" for p in figures if p.suffix == ".png"])
+    )
+    (folder / "report.md").write_text(text + "\n")
+    return text
+
+
+def main(argv: list[str]) -> int:
+    """`python -m eval report DIR`."""
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print("usage: python -m eval report DIR   (DIR: the --out folder of `python -m eval run`)")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    try:
+        print(write_report(argv[0]))
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"\nwritten: {Path(argv[0]) / 'report'}")
+    return 0

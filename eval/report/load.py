@@ -1,0 +1,171 @@
+"""Loading a study's output folder (see eval.runner) into runs, and runs into groups of seeds.
+
+A run is valid up to its first evaluation whose return is non-finite or whose row says the
+parameters or losses were no longer finite ("finite": 0). A diverged run keeps every seed in the
+statistics: its last valid evaluation is held to the end of training; a run with no valid
+evaluation at all is given the task's untrained return (the mean first evaluation of every run on
+the task that has one). RESeL runs that stopped because another seed of their vmapped program
+diverged ("stopped") are held the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FINISHED, DIVERGED, STOPPED = "finished", "diverged", "stopped"
+
+
+@dataclass
+class Run:
+    """One seed of one (task, variant) as `eval run` left it."""
+
+    task: str
+    variant: str
+    family: str
+    sweep: dict[str, Any]
+    seed: int
+    status: str  # FINISHED, DIVERGED or STOPPED
+    rows: list[dict[str, Any]]
+    folder: str  # relative to the study folder
+
+    @property
+    def valid(self) -> int:
+        """Number of evaluations before the first non-finite one."""
+        for i, row in enumerate(self.rows):
+            ok = float(row.get("finite", 1.0)) and np.isfinite(row.get("return", np.nan))
+            if not ok or not np.isfinite(row.get("env_steps", np.nan)):
+                return i
+        return len(self.rows)
+
+
+@dataclass
+class Group:
+    """Every run of one (task, variant): curves [seeds, evals] on the task's steps [evals], with
+    diverged and stopped runs held from `held_from[i]` (= evals for a run that finished)."""
+
+    task: str
+    variant: str
+    family: str
+    sweep: dict[str, Any]
+    seeds: list[int]
+    steps: np.ndarray
+    curves: np.ndarray
+    status: list[str] = field(default_factory=list)
+    held_from: list[int] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.status = self.status or [FINISHED] * len(self.seeds)
+        self.held_from = self.held_from or [len(self.steps)] * len(self.seeds)
+
+    @property
+    def diverged(self) -> list[int]:
+        return [s for s, st in zip(self.seeds, self.status, strict=True) if st == DIVERGED]
+
+    @property
+    def stopped(self) -> list[int]:
+        return [s for s, st in zip(self.seeds, self.status, strict=True) if st == STOPPED]
+
+
+def load_runs(out: str | Path) -> tuple[list[Run], list[str]]:
+    """Every run under out/runs with a done.json; plus a note for each run left out and why."""
+    out = Path(out)
+    if not (out / "runs").is_dir():
+        raise FileNotFoundError(
+            f"{out} holds no runs/ folder: is it the --out of `python -m eval run`?"
+        )
+    runs, notes = [], []
+    for folder in sorted(p for p in (out / "runs").glob("*/*/*") if p.is_dir()):
+        where = str(folder.relative_to(out))
+        if not (folder / "done.json").exists():
+            notes.append(f"excluded: {where} is unfinished (no done.json; rerun the study)")
+            continue
+        rows = [
+            json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line
+        ]
+        status = json.loads((folder / "done.json").read_text())["status"]
+        if status != FINISHED:
+            error = str(rows[-1].get("error", "")) if rows else ""
+            status = STOPPED if error.startswith("stopped with seed") else DIVERGED
+        config = json.loads((folder / "config.json").read_text())
+        runs.append(
+            Run(
+                config["task"],
+                config["variant"],
+                config["family"],
+                config["sweep"],
+                config["seed"],
+                status,
+                rows,
+                where,
+            )
+        )
+    if not runs:
+        raise FileNotFoundError(f"no finished runs under {out / 'runs'}")
+    return runs, notes
+
+
+def _task_steps(runs: list[Run]) -> np.ndarray:
+    """The evaluation steps of a task: those every finished run reached; with no finished run,
+    the longest valid prefix of any run."""
+    finished = [r for r in runs if r.status == FINISHED and r.valid == len(r.rows)]
+    if finished:
+        length = min(len(r.rows) for r in finished)
+        source = finished[0]
+    else:
+        source = max(runs, key=lambda r: r.valid)
+        length = source.valid
+    return np.array([row["env_steps"] for row in source.rows[:length]], float)
+
+
+def group_runs(runs: list[Run]) -> tuple[list[Group], list[str]]:
+    """Groups by (task, variant), every seed in (diverged ones held, see the module docstring);
+    plus a note for each run that cannot be placed (a task where no run has a valid evaluation)."""
+    by_task: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        by_task[run.task].append(run)
+    groups, notes = [], []
+    for task, task_runs in by_task.items():
+        steps = _task_steps(task_runs)
+        firsts = [r.rows[0]["return"] for r in task_runs if r.valid > 0]
+        untrained = float(np.mean(firsts)) if firsts else float("nan")
+        cells: dict[str, list[Run]] = defaultdict(list)
+        for run in task_runs:
+            cells[run.variant].append(run)
+        for variant, cell in cells.items():
+            cell.sort(key=lambda r: r.seed)
+            kept, curves, status, held = [], [], [], []
+            for r in cell:
+                n = min(r.valid, len(steps))
+                if (n == 0 and not firsts) or len(steps) == 0:
+                    notes.append(f"excluded: {r.folder} has no finite evaluation to hold")
+                    continue
+                values = [row["return"] for row in r.rows[:n]]
+                fill = values[-1] if values else untrained
+                curves.append(values + [fill] * (len(steps) - n))
+                kept.append(r.seed)
+                if r.status == FINISHED and n < len(steps):  # a non-finite return in a finished run
+                    status.append(DIVERGED)
+                else:
+                    status.append(r.status)
+                held.append(n)
+            if kept:
+                groups.append(
+                    Group(
+                        task,
+                        variant,
+                        cell[0].family,
+                        cell[0].sweep,
+                        kept,
+                        steps,
+                        np.array(curves, float),
+                        status,
+                        held,
+                    )
+                )
+    return groups, notes
