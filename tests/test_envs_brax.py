@@ -76,13 +76,13 @@ def test_position_velocity_split(robot):
     assert not np.allclose(pos[p_idx], base[p_idx])
 
 
-def test_gravity_task_set_is_fixed_and_split_40_20():
+def test_gravity_task_set_is_fixed_and_split_100_20():
     scales = gravity.gravity_scales()
-    assert scales.shape == (60,)
+    assert scales.shape == (120,)  # the release's task set
     np.testing.assert_array_equal(scales, gravity.gravity_scales())  # same seed, same set
     assert scales.min() >= 1.5**-3 and scales.max() <= 1.5**3
     train, test = gravity.gravity_split("train"), gravity.gravity_split("test")
-    assert train.shape == (40,) and test.shape == (20,)
+    assert train.shape == (100,) and test.shape == (20,)
     np.testing.assert_array_equal(np.concatenate([train, test]), scales)
     env, params = envs.make("Hopper-Gravity", split="test")
     np.testing.assert_array_equal(params.gravity_scales, test)
