@@ -103,10 +103,11 @@ def grown(config: Config, layout: rb.Layout, episode_len: int) -> Config | None:
     """`config` with a batch layout twice as large (trajectories and rows), up to one that holds
     any draw of `batch_size` transitions; None when the layout cannot grow any more."""
     m = min(2 * layout.max_trajs_per_batch, config.batch_size)
-    worst = rb.worst_case_rows(config.batch_size, episode_len, layout.k_zero, m, layout.row_len)
-    rows = layout.rows if not layout.packed else min(max(2 * layout.rows, 1), worst)
-    if not layout.packed:
-        rows = m
+    if layout.packed:
+        worst = rb.worst_case_rows(config.batch_size, episode_len, layout.k_zero, m, layout.row_len)
+        rows = max(layout.rows, min(2 * layout.rows, worst))
+    else:
+        rows = m  # one trajectory per row
     if (m, rows) == (layout.max_trajs_per_batch, layout.rows):
         return None
     return dataclasses.replace(config, max_trajs_per_batch=m, batch_rows=rows)
