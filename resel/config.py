@@ -49,9 +49,8 @@ class Config:
     log_alpha_max: float | None = 1.0  # release: log alpha clamped to <= 1 after each alpha step
     discrete_alpha: float = 0.2  # categorical policies: fixed alpha (release: sac_alpha, no tuning)
     q_guard: bool = True  # clamp next-state values to a running [min, max] of past targets
-    q_guard_decay: float = (
-        1.0 - 1e-3
-    )  # continuous actions; the release uses 1 (no decay) if discrete
+    # decay of the guard's range for continuous actions (discrete: 1, no decay, as the release)
+    q_guard_decay: float = 1.0 - 1e-3
     use_reward: bool = False  # last reward as an input (classic meta-RL tasks)
     policy_optim: tuple[tuple[str, str], ...] = module_optims(1e-5, 3e-4)
     critic_optim: tuple[tuple[str, str], ...] = module_optims(1e-5, 1e-3)

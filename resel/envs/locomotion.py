@@ -258,6 +258,20 @@ class DirectionTask(BraxTask):
         return brax_state.reward + (task - 1.0) * forward
 
 
+class AngleDirectionTask(DirectionTask):
+    """AntDir as the release defines it: the hidden task g in {-1, +1} is an angle in radians
+    (not a sign: "not 180 degree"), and the forward term is the torso's planar velocity along
+    (cos g, sin g).
+
+    Reward: `v_x cos g + v_y sin g + (Brax's other terms: survival, control and contact costs)`.
+    """
+
+    def reward(self, brax_state, action, task):
+        m = brax_state.metrics
+        along = m["x_velocity"] * jnp.cos(task) + m["y_velocity"] * jnp.sin(task)
+        return brax_state.reward - m[self._forward_metric] + along
+
+
 class VelocityTask(BraxTask):
     """Reward `-|v_x - v*| - 0.05 |a|^2` for a hidden target velocity `v* ~ U[low, high]`.
 

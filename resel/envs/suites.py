@@ -87,9 +87,10 @@ def _check_direction(direction):
 
 
 def ant_dir(*, direction: int | None = None, backend: str = DEFAULT_BACKEND, episode_length=200):
-    """Ant rewarded for running along +x or -x (hidden); `direction` fixes it."""
+    """Ant rewarded for running along the angle g = +1 or -1 rad (hidden), as the release's
+    AntDir-v0; `direction` fixes g."""
     _check_direction(direction)
-    task = locomotion.DirectionTask(
+    task = locomotion.AngleDirectionTask(
         "Ant", forward_metric="forward_reward", backend=backend, episode_length=episode_length
     )
     return _fix_direction(task, direction)
