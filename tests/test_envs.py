@@ -222,7 +222,7 @@ def test_key_to_door_apple_respawns_twenty_steps_after_it_is_eaten():
 def test_wind_moves_the_robot_by_action_plus_hidden_wind():
     env, params = envs.make("Wind")
     winds = jnp.array([[0.05, -0.03], [-0.07, 0.02]], jnp.float32)
-    batch = jax.vmap(lambda w: params.replace(wind_low=w, wind_high=w))(winds)
+    batch = jax.vmap(lambda w: params.replace(winds=w[None]))(winds)
     actions = jax.random.uniform(jax.random.key(1), (10, 2), minval=-0.2, maxval=0.2)
 
     def run(p):
@@ -234,6 +234,25 @@ def test_wind_moves_the_robot_by_action_plus_hidden_wind():
         expected = np.cumsum(clipped + w, axis=0)
         np.testing.assert_allclose(out["obs"][i], expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(out["obs"][0], out["obs"][1])
+
+
+def test_wind_and_cheetah_velocity_tasks_come_from_fixed_sets_with_held_out_ones():
+    """The release's sizes: Wind 40 training + 20 held-out winds, HalfCheetahVel 100 + 20 targets;
+    resets draw only training tasks, and the held-out ones are what `heldout_params` gives."""
+    from resel.envs import task_sets
+
+    env, params = envs.make("Wind")
+    train, test = task_sets.winds("train"), task_sets.winds("test")
+    assert train.shape == (40, 2) and test.shape == (20, 2) and np.abs(train).max() <= 0.08
+    np.testing.assert_array_equal(params.winds, train)
+    np.testing.assert_array_equal(envs.heldout_params("Wind").winds, test)
+    keys = jax.random.split(jax.random.key(0), 300)
+    drawn = np.asarray(jax.vmap(lambda k: env.reset(k, params)[1].wind)(keys))
+    assert {tuple(w) for w in drawn} <= {tuple(w) for w in train}
+    assert len({tuple(w) for w in drawn}) > 30
+    v_train, v_test = task_sets.velocity_targets("train"), task_sets.velocity_targets("test")
+    assert v_train.shape == (100,) and v_test.shape == (20,) and 0 <= v_train.min() <= 3
+    assert not set(v_train.tolist()) & set(v_test.tolist())
 
 
 def test_wind_sparse_reward_near_the_goal():

@@ -78,11 +78,13 @@ class DirectionParams:
 
 @struct.dataclass
 class VelocityParams:
-    """Target x velocity drawn uniformly from [velocity_low, velocity_high] per episode."""
+    """Target x velocity per episode: drawn from the fixed set `velocities` (float32 [K]) when it
+    is given, else uniformly from [velocity_low, velocity_high]."""
 
     velocity_low: float = 0.0
     velocity_high: float = 3.0
     max_steps_in_episode: int = 200
+    velocities: jax.Array | None = None
 
 
 # robots whose observation is exactly concat(positions, velocities)
@@ -293,6 +295,8 @@ class VelocityTask(BraxTask):
         return VelocityParams(low, high, max_steps_in_episode=self._episode_length)
 
     def sample_task(self, key, params):
+        if params.velocities is not None:
+            return jax.random.choice(key, params.velocities)
         return jax.random.uniform(key, (), minval=params.velocity_low, maxval=params.velocity_high)
 
     def reward(self, brax_state, action, task):

@@ -10,7 +10,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
-from resel.envs import classic, locomotion
+import jax.numpy as jnp
+
+from resel.envs import classic, locomotion, task_sets
 from resel.envs.core import Environment
 from resel.envs.gravity import GRAVITY_SEED, gravity_split
 from resel.envs.key_to_door import KeyToDoor
@@ -117,17 +119,35 @@ def _fix_direction(task, direction):
     return task
 
 
+class _VelocitySetTask(locomotion.VelocityTask):
+    """VelocityTask whose default params hold a fixed set of target velocities."""
+
+    def __init__(self, velocities, **kwargs):
+        super().__init__("HalfCheetah", **kwargs)
+        self._velocities = velocities
+
+    @property
+    def default_params(self):
+        return super().default_params.replace(velocities=jnp.asarray(self._velocities))
+
+
 def cheetah_vel(
     *,
     target_velocity: float | None = None,
+    split: str = "train",
     backend: str = DEFAULT_BACKEND,
     episode_length: int = 200,
 ):
-    """HalfCheetah rewarded `-|v_x - v*| - 0.05 |a|^2`, v* ~ U[0, 3] hidden; or fixed."""
-    task = locomotion.VelocityTask("HalfCheetah", backend=backend, episode_length=episode_length)
+    """HalfCheetah rewarded `-|v_x - v*| - 0.05 |a|^2` for a hidden v*: one of the release's fixed
+    targets (`split`: "train" 100, "test" 20 held out, "all" 120; U[0, 3]), or `target_velocity`."""
     if target_velocity is not None:
+        task = locomotion.VelocityTask(
+            "HalfCheetah", backend=backend, episode_length=episode_length
+        )
         task.default_range = (float(target_velocity), float(target_velocity))
-    return task
+        return task
+    targets = task_sets.velocity_targets(split)
+    return _VelocitySetTask(targets, backend=backend, episode_length=episode_length)
 
 
 def _register_brax() -> None:
