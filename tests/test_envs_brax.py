@@ -86,7 +86,7 @@ def test_gravity_task_set_is_fixed_and_split_100_20():
     np.testing.assert_array_equal(np.concatenate([train, test]), scales)
     env, params = envs.make("Hopper-Gravity", split="test")
     np.testing.assert_array_equal(params.gravity_scales, test)
-    with pytest.raises(ValueError, match="unknown gravity split 'val'"):
+    with pytest.raises(ValueError, match="unknown task split 'val'"):
         envs.make("Hopper-Gravity", split="val")
     with pytest.raises(ValueError, match="task_index 20 out of range"):
         envs.make("Hopper-Gravity", split="test", task_index=20)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from resel.envs.task_sets import split_tasks
+
 GRAVITY_SEED = 0
 NUM_TASKS = 120
 NUM_TRAIN = 100
-SPLITS = ("train", "test", "all")
 
 
 def gravity_scales(seed: int = GRAVITY_SEED, num_tasks: int = NUM_TASKS) -> np.ndarray:
@@ -26,7 +27,4 @@ def gravity_scales(seed: int = GRAVITY_SEED, num_tasks: int = NUM_TASKS) -> np.n
 
 def gravity_split(split: str = "train", seed: int = GRAVITY_SEED) -> np.ndarray:
     """The training (first 100), held-out (last 20) or all 120 multipliers."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown gravity split {split!r}; choose one of {SPLITS}")
-    scales = gravity_scales(seed)
-    return {"train": scales[:NUM_TRAIN], "test": scales[NUM_TRAIN:], "all": scales}[split]
+    return split_tasks(gravity_scales(seed), NUM_TRAIN, split)

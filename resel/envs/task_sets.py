@@ -2,7 +2,8 @@
 
 Each set is drawn once with numpy from a fixed seed (so it does not depend on the JAX version);
 the first `num_train` tasks are for training and the rest are held out for evaluation. Sizes from
-the release's pomdp_config.py: HalfCheetahVel 120 (100 + 20), Wind 60 (40 + 20).
+the release's pomdp_config.py: HalfCheetahVel 120 (100 + 20), Wind 60 (40 + 20); the gravity
+suite's 120 (100 + 20) is in `resel.envs.gravity`.
 """
 
 from __future__ import annotations
