@@ -159,7 +159,7 @@ def run(
         if c.buffer_size is None:  # a longer run keeps the replay ring it was started with
             saved = from_dict(header["config"])
             c = dataclasses.replace(c, buffer_size=buffer_capacity(saved, ep_len))
-    # the layout the loop grew to (not part of the config: growing it does not change results)
+    # the batch layout the loop grew to, kept out of the config so that a resumed run matches it
     run_c = dataclasses.replace(c, **header.get("layout", {}))
     trainer = _trainer(run_c, env_name, env, env_params, eval_params)
     state = trainer.init(jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
