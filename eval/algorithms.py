@@ -306,13 +306,12 @@ class RESeLAlgorithm:
         try:
             emit(train.run(cfg, task, list(seeds), None, progress=True))
         except train.TrainingDiverged as err:
-            # the evaluations before the divergence are kept; every seed of the vmapped run
-            # stopped, the one that diverged and the others with it
+            # every seed's evaluations are kept; the diverged seeds were frozen, the others
+            # finished, so only the diverged ones get the non-finite marker
             emit(err.rows)
-            for seed, i in index.items():
-                why = str(err) if seed == err.seed else f"stopped with seed {err.seed}: {err}"
+            for seed in err.seeds:
                 row = {"env_steps": float("nan"), "return": float("nan"), "finite": 0.0}
-                on_eval(i, {**row, "error": why})
+                on_eval(index[seed], {**row, "error": str(err)})
 
 
 ALGORITHMS: dict[str, Algorithm] = {

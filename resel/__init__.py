@@ -9,5 +9,7 @@ Kept light: importing `resel` loads nothing heavy, so `resel.envs` imports on it
 
 Modules: `networks` (pre-encoders, Mamba/GRU/Transformer context encoders, policy, ensemble critic),
 `scan` (selective scan, parallel/sequential/chunked), `buffer` (trajectory replay, packed batches),
-`losses` (SAC+REDQ), `config` (Config, presets), `train` (make_train, run), `python -m resel` (CLI).
+`losses` (SAC+REDQ targets and losses), `algorithm` (make_train: the SAC/REDQ update, acting,
+evaluation), `train` (run: the loop, resume, layout growth, frozen seeds), `checkpoint`,
+`metrics_log`, `config` (Config, presets), `python -m resel` (CLI).
 """

@@ -59,11 +59,17 @@ class Config:
     batch_rows: int | None = None  # None: ceil(batch_size / episode length) (see buffer)
     packed: bool = True  # packed rows with k_zero zero steps; False: one trajectory per row
     k_zero: int | None = None  # None: conv kernel + 2
-    buffer_size: int | None = None  # rows in the replay ring; None: everything is kept
+    buffer_size: int | None = None  # rows in the replay ring; None: max_transitions (see below)
+    max_transitions: int = 1_000_000  # the release's replay capacity; the oldest are evicted
     gamma: float = 0.99
     tau: float = 0.005  # target <- (1 - tau) target + tau online
     target_entropy: float | None = None  # None: -|A|
-    init_alpha: float = 1.0
+    init_alpha: float = 1.0  # continuous actions: alpha is tuned from here (release: log alpha 0)
+    log_alpha_max: float | None = 1.0  # release: log alpha clamped to <= 1 after each alpha step
+    discrete_alpha: float = 0.2  # categorical policies: fixed alpha (release: sac_alpha, no tuning)
+    q_guard: bool = True  # clamp next-state values to a running [min, max] of past targets
+    # decay of the guard's range for continuous actions (discrete: 1, no decay, as the release)
+    q_guard_decay: float = 1.0 - 1e-3
     use_reward: bool = False  # last reward as an input (classic meta-RL tasks)
     policy_optim: optim4rl.ModuleSpecs = module_optims(1e-5, 3e-4)
     critic_optim: optim4rl.ModuleSpecs = module_optims(1e-5, 1e-3)
@@ -82,6 +88,8 @@ class Config:
                     f"{name}={getattr(self, name)} must be a multiple of policy_every * "
                     f"env_steps_per_update = {unit}"
                 )
+        if not 0.0 < self.q_guard_decay <= 1.0:
+            raise ValueError(f"q_guard_decay must be in (0, 1], got {self.q_guard_decay}")
         for name in ("policy_optim", "critic_optim"):  # canonical form, checked (SpecError)
             object.__setattr__(self, name, optim4rl.module_specs(getattr(self, name)))
 
@@ -125,8 +133,18 @@ def _suite(env_name: str) -> str:
     return "mdp"
 
 
+# the release's per-task exceptions (gen_tmuxp_mamba_pomdp.py), on the Brax stand-ins' names
+TASK_OVERRIDES: dict[str, dict[str, Any]] = {
+    "Ant-V": {"batch_size": 128, "policy_optim": module_optims(1e-5, 5e-4),
+              "critic_optim": module_optims(1e-5, 5e-4)},
+    "Walker2d-P": {"policy_optim": module_optims(5e-6, 3e-4),
+                   "critic_optim": module_optims(5e-6, 1e-3)},
+}  # fmt: skip
+
+
 def paper(env_name: str = "", **overrides: Any) -> Config:
-    """The paper's settings for the task's suite (Table 2)."""
+    """The paper's settings for the task's suite (Table 2), with the release's per-task
+    exceptions (`TASK_OVERRIDES`)."""
     suite = _suite(env_name)
     kw: dict[str, Any] = {}
     if suite == "pomdp":
@@ -138,6 +156,8 @@ def paper(env_name: str = "", **overrides: Any) -> Config:
         kw["use_reward"] = True
     if suite == "credit":
         kw["gamma"] = 0.9999
+        kw["discrete_alpha"] = 0.2  # the release's fixed temperature for Key-to-Door
+    kw.update(TASK_OVERRIDES.get(env_name, {}))
     kw.update(overrides)
     return Config(**kw)
 

@@ -3,11 +3,15 @@
 With Q'_e the target ensemble, pi the online policy and m the transition mask:
 
     a'_{t+1}, logp_{t+1} ~ pi(. | history up to o_{t+1})
-    y_t = r_t + gamma (1 - terminated_t) (min_{e in 2 random heads} Q'_e(o_{t+1}, a'_{t+1}) - alpha logp_{t+1})
+    v_{t+1} = min_{e in 2 random heads} Q'_e(o_{t+1}, a'_{t+1}) - alpha logp_{t+1}
+    y_t = r_t + gamma (1 - terminated_t) clip(v_{t+1}, lo, hi)
     L_Q = sum_e  sum_t m_t (Q_e(o_t, a_t) - y_t)^2 / sum_t m_t
     L_pi = sum_t m_t (alpha logp_t - mean_e Q_e(o_t, a_t ~ pi)) / sum_t m_t    (critic embedding detached)
     L_alpha = -log_alpha * sum_t m_t (logp_t + target_entropy) / sum_t m_t
 
+[lo, hi] is the release's Q-value guard: a running range of past targets (`guard_update`), so a
+diverging target network cannot feed values outside what the targets have been; (+inf, -inf)
+before the first update means no clamp.
 Discrete actions: expectations over pi(.|history) replace the sampled action (alpha is fixed).
 Time-outs are not ends: only `terminated` stops bootstrapping. The next step t+1 of a transition is
 the next position of the same row (the buffer stores each trajectory's final observation after it).
@@ -34,6 +38,26 @@ def _next(x: jax.Array) -> jax.Array:
     return jnp.concatenate([x[:, 1:], jnp.zeros_like(x[:, :1])], axis=1)
 
 
+NO_BOUNDS = (float("inf"), float("-inf"))
+
+
+def clamp_to_bounds(v: jax.Array, bounds: jax.Array) -> jax.Array:
+    """clip(v, lo, hi) with bounds = [lo, hi]; unchanged while lo > hi (no target seen yet)."""
+    lo, hi = bounds[0], bounds[1]
+    return jnp.where(lo <= hi, jnp.clip(v, lo, hi), v)
+
+
+def guard_update(bounds: jax.Array, y: jax.Array, mask: jax.Array, decay: float) -> jax.Array:
+    """The release's running target range: with m = min(y * mask), M = max(y * mask),
+    lo <- d min(lo, m) + (1 - d) m and hi <- d max(hi, M) + (1 - d) M (padding counts as 0, as in
+    the release, which takes the range of target * mask)."""
+    y = jax.lax.stop_gradient(y * mask)
+    m, big = jnp.min(y), jnp.max(y)
+    lo = decay * jnp.minimum(bounds[0], m) + (1.0 - decay) * m
+    hi = decay * jnp.maximum(bounds[1], big) + (1.0 - decay) * big
+    return jnp.stack([lo, hi])
+
+
 def td_targets(
     policy_params: Any,
     target_params: Any,
@@ -44,9 +68,10 @@ def td_targets(
     policy: Policy,
     critic: Critic,
     gamma: float,
+    bounds: jax.Array | None = None,
 ) -> jax.Array:
-    """y_t (batch, T): r_t + gamma (1 - terminated_t) (min of 2 random target heads - alpha logp)
-    at the next step; no gradient."""
+    """y_t (batch, T): r_t + gamma (1 - terminated_t) clip(min of 2 random target heads
+    - alpha logp, bounds) at the next step; no gradient. `bounds=None`: no clamp."""
     k_pi, k_heads = jax.random.split(key)
     seq = batch.seq
     mean, log_std = policy.apply(policy_params, seq)
@@ -61,6 +86,8 @@ def td_targets(
         a_pi, logp = tanh_gaussian_sample(k_pi, mean, log_std)
         q_t = critic.apply(target_params, seq.obs, a_pi, t_emb, method=critic.q)  # (B, T, E)
         v = jnp.min(q_t[..., heads], axis=-1) - jnp.exp(log_alpha) * logp
+    if bounds is not None:
+        v = clamp_to_bounds(v, bounds)
     return jax.lax.stop_gradient(batch.rew + gamma * (1.0 - batch.term) * _next(v))
 
 
@@ -75,11 +102,13 @@ def critic_loss(
     policy: Policy,
     critic: Critic,
     gamma: float,
+    bounds: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """REDQ critic loss; aux has the online critic's embedding (for the policy step) and stats."""
+    """REDQ critic loss; aux has the online critic's embedding (for the policy step), the targets
+    y (for `guard_update`) and stats."""
     y = td_targets(
         policy_params, target_params, log_alpha, batch, key,
-        policy=policy, critic=critic, gamma=gamma,
+        policy=policy, critic=critic, gamma=gamma, bounds=bounds,
     )  # fmt: skip
     seq = batch.seq
     emb = critic.apply(critic_params, seq, method=critic.embed)
@@ -88,6 +117,7 @@ def critic_loss(
     loss = jnp.sum(per_head)
     aux = {
         "embedding": jax.lax.stop_gradient(emb),
+        "target": y,
         "q_mean": masked_mean(jnp.mean(q, axis=-1), batch.mask),
         "target_mean": masked_mean(y, batch.mask),
     }

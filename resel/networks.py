@@ -24,6 +24,17 @@ from resel.scan import selective_scan, selective_step
 
 ENCODERS = ("mamba", "gru", "transformer", "none")
 
+# The release's initialisation: its MLP layers (pre-encoders, the context encoder's linears, heads,
+# ensemble heads per member) get Xavier-uniform weights and zero biases; the Mamba block's linears
+# keep PyTorch's default, Kaiming-uniform with a = sqrt(5): U(+-1/sqrt(fan_in)).
+XAVIER = nn.initializers.xavier_uniform()
+TORCH_LINEAR = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def _linear(features: int, name: str, **kw) -> nn.Dense:
+    """A release-initialised MLP layer (Xavier-uniform weights, zero bias)."""
+    return nn.Dense(features, kernel_init=XAVIER, bias_init=nn.initializers.zeros, name=name, **kw)
+
 
 class Seq(NamedTuple):
     """Network inputs: obs/last_obs (..., obs_dim), last_act (..., act_dim), last_rew (..., 1)."""
@@ -60,6 +71,7 @@ class NetConfig:
     hidden: int = 256
     n_hidden: int = 2
     n_critics: int = 8
+    norm_eps: float = 1e-5  # RMSNorm and the FFN's LayerNorm (the release's norm_epsilon)
     log_std_min: float = -20.0
     log_std_max: float = 2.0
 
@@ -97,8 +109,10 @@ class MambaBlock(nn.Module):
     def setup(self):
         c = self.cfg
         d_inner = c.expand * c.ce_dim
-        self.norm = nn.RMSNorm(name="norm")
-        self.in_proj = nn.Dense(2 * d_inner, use_bias=False, name="in_proj")
+        self.norm = nn.RMSNorm(epsilon=c.norm_eps, name="norm")
+        self.in_proj = nn.Dense(
+            2 * d_inner, use_bias=False, kernel_init=TORCH_LINEAR, name="in_proj"
+        )
         if c.conv_kernel > 0:
             bound = 1.0 / math.sqrt(c.conv_kernel)
             self.conv_w = self.param(
@@ -107,7 +121,9 @@ class MambaBlock(nn.Module):
                 (c.conv_kernel, d_inner),
             )
             self.conv_b = self.param("conv_b", nn.initializers.zeros, (d_inner,))
-        self.x_proj = nn.Dense(c.dt_rank + 2 * c.d_state, use_bias=False, name="x_proj")
+        self.x_proj = nn.Dense(
+            c.dt_rank + 2 * c.d_state, use_bias=False, kernel_init=TORCH_LINEAR, name="x_proj"
+        )
         self.dt_proj = nn.Dense(
             d_inner,
             kernel_init=lambda k, s, d=jnp.float32: jax.random.uniform(
@@ -123,11 +139,13 @@ class MambaBlock(nn.Module):
             (d_inner, c.d_state),
         )
         self.D = self.param("D", nn.initializers.ones, (d_inner,))
-        self.out_proj = nn.Dense(c.ce_dim, use_bias=False, name="out_proj")
+        self.out_proj = nn.Dense(
+            c.ce_dim, use_bias=False, kernel_init=TORCH_LINEAR, name="out_proj"
+        )
         if c.ffn:
             self.ffn_in = nn.Dense(c.ffn_dim, name="ffn_in")
             self.ffn_out = nn.Dense(c.ce_dim, name="ffn_out")
-            self.ffn_norm = nn.LayerNorm(name="ffn_norm")
+            self.ffn_norm = nn.LayerNorm(epsilon=c.norm_eps, name="ffn_norm")
 
     def _ssm_inputs(self, x):
         c = self.cfg
@@ -299,7 +317,7 @@ class ContextEncoder(nn.Module):
 
     def setup(self):
         c = self.cfg
-        self.in_proj = nn.Dense(c.ce_dim, name="in_proj")
+        self.in_proj = _linear(c.ce_dim, "in_proj")
         if c.encoder == "mamba":
             self.cores = [MambaBlock(c, name=f"mamba_{i}") for i in range(c.n_blocks)]
         elif c.encoder == "gru":
@@ -308,7 +326,7 @@ class ContextEncoder(nn.Module):
             self.cores = [TransformerCore(c, name="transformer")]
         else:
             raise ValueError(f"context encoder {c.encoder!r} has no network")
-        self.out_proj = nn.Dense(c.ce_out, name="out_proj")
+        self.out_proj = _linear(c.ce_out, "out_proj")
 
     def __call__(self, x: jax.Array, start: jax.Array) -> jax.Array:
         """x (batch, T, in), start (batch, T) -> embedding (batch, T, ce_out)."""
@@ -339,12 +357,12 @@ class PreEncoder(nn.Module):
     def __call__(self, seq: Seq) -> jax.Array:
         d = self.cfg.pre_dim
         parts = [
-            nn.Dense(d, name="obs")(seq.obs),
-            nn.Dense(d, name="last_obs")(seq.last_obs),
-            nn.Dense(d, name="last_act")(seq.last_act),
+            _linear(d, "obs")(seq.obs),
+            _linear(d, "last_obs")(seq.last_obs),
+            _linear(d, "last_act")(seq.last_act),
         ]
         if self.use_reward:
-            parts.append(nn.Dense(d, name="last_rew")(seq.last_rew))
+            parts.append(_linear(d, "last_rew")(seq.last_rew))
         return jnp.concatenate(parts, axis=-1)
 
 
@@ -357,17 +375,12 @@ class EnsembleDense(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, shared_input: bool) -> jax.Array:
         fan_in = x.shape[-1]
-        bound = 1.0 / math.sqrt(fan_in)
-        kernel = self.param(
+        kernel = self.param(  # Xavier-uniform per member, as the release's EnsembleLinear
             "kernel",
-            nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", 1, -1, (0,)),
+            nn.initializers.variance_scaling(1.0, "fan_avg", "uniform", -2, -1, (0,)),
             (self.n, fan_in, self.features),
         )
-        bias = self.param(
-            "bias",
-            lambda k, s: jax.random.uniform(k, s, minval=-bound, maxval=bound),
-            (self.n, self.features),
-        )
+        bias = self.param("bias", nn.initializers.zeros, (self.n, self.features))
         eq = "...i,nio->...no" if shared_input else "...ni,nio->...no"
         return jnp.einsum(eq, x, kernel) + bias
 
@@ -412,7 +425,7 @@ class Policy(_Embedder):
     def setup(self):
         super().setup()
         c = self.cfg
-        self.obs_encoder = nn.Dense(c.obs_embed, name="obs_encoder")
+        self.obs_encoder = _linear(c.obs_embed, "obs_encoder")
         out = self.action_dim if self.discrete else 2 * self.action_dim
         self.head = MLPHead(c.hidden, c.n_hidden, out)
 
@@ -444,11 +457,11 @@ class Critic(_Embedder):
     def setup(self):
         super().setup()
         c = self.cfg
-        self.obs_encoder = nn.Dense(c.obs_embed, name="obs_encoder")
+        self.obs_encoder = _linear(c.obs_embed, "obs_encoder")
         if self.discrete:
             self.head = MLPHead(c.hidden, c.n_hidden, self.action_dim, n=c.n_critics)
         else:
-            self.action_encoder = nn.Dense(c.act_embed, name="action_encoder")
+            self.action_encoder = _linear(c.act_embed, "action_encoder")
             self.head = MLPHead(c.hidden, c.n_hidden, 1, n=c.n_critics)
 
     def q(self, obs: jax.Array, action: jax.Array, emb: jax.Array) -> jax.Array:
@@ -482,7 +495,7 @@ class MLPHead(nn.Module):
             if self.n:
                 x = EnsembleDense(self.n, size, name=f"dense_{i}")(x, shared_input=i == 0)
             else:
-                x = nn.Dense(size, name=f"dense_{i}")(x)
+                x = _linear(size, f"dense_{i}")(x)
             if i < len(sizes) - 1:
                 x = jax.nn.elu(x)
         return x

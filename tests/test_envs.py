@@ -148,7 +148,7 @@ def test_observe_reward_appends_last_reward():
 def test_every_key_to_door_length_is_registered_with_its_episode_length():
     for n in (60, 120, 250, 500):
         env, params = envs.make(f"KeyToDoor-{n}")
-        assert env.episode_length(params) == 15 + n + 15
+        assert env.episode_length(params) == 15 + n + 10  # the release's phases
         assert env.action_space(params).n == 4
 
 
@@ -186,27 +186,43 @@ def _key_to_door_policy(touch_key: bool, room: int = 5):
 def test_key_to_door_final_reward_needs_the_key(touch_key):
     env, params = envs.make("KeyToDoor-60")
     run = jax.jit(
-        jax.vmap(lambda k: rollout(env, params, k, 90, policy=_key_to_door_policy(touch_key)))
+        jax.vmap(lambda k: rollout(env, params, k, 85, policy=_key_to_door_policy(touch_key)))
     )
     out = run(jax.random.split(jax.random.key(0), 4))
     apple_phase_end = 15 + 60
     for b in range(4):
         done = np.flatnonzero(out["done"][b])
         # the scripted policy walks to the door: the episode terminates in the door phase
-        assert len(done) >= 1 and apple_phase_end <= done[0] < 90
+        assert len(done) >= 1 and apple_phase_end <= done[0] < 85
         assert bool(out["terminated"][b, done[0]])
         door_rewards = out["reward"][b, apple_phase_end : done[0] + 1]
-        assert float(door_rewards.sum()) == (10.0 if touch_key else 0.0)
-        # apples: only in the apple phase, at most 10 of them worth 1 each
-        apple_rewards = out["reward"][b, :apple_phase_end]
-        assert float(apple_rewards.sum()) <= 10.0
-        assert not out["reward"][b, :15].any()
+        assert float(door_rewards.sum()) == (5.0 if touch_key else 0.0)
+        assert not out["reward"][b, :15].any()  # apples only in the apple phase
+
+
+def test_key_to_door_apple_respawns_twenty_steps_after_it_is_eaten():
+    """Walk onto an apple at t = 15 and step off and on again: it pays at t = 15, is back after the
+    step at t = 15 + 20 + 1, so the next visit (t = 37) pays, and so on every 22 steps."""
+    from resel.envs.key_to_door import KeyToDoorState
+
+    env, params = envs.make("KeyToDoor-60")
+    _, state = env.reset(jax.random.key(0), params)
+    apples = jnp.zeros((5, 5), bool).at[0, 1].set(True)
+    state = state.replace(agent=jnp.array([0, 0]), apples=apples, time=jnp.int32(15))
+    assert isinstance(state, KeyToDoorState)
+    step = jax.jit(lambda s, a: env.step_env(jax.random.key(1), s, a, params))
+    paid = []
+    for t in range(15, 75):
+        _, state, reward, _, _ = step(state, jnp.int32(3 if t % 2 else 2))  # right, left, ...
+        if float(reward):
+            paid.append(t)
+    assert paid == [15, 37, 59]
 
 
 def test_wind_moves_the_robot_by_action_plus_hidden_wind():
     env, params = envs.make("Wind")
     winds = jnp.array([[0.05, -0.03], [-0.07, 0.02]], jnp.float32)
-    batch = jax.vmap(lambda w: params.replace(wind_low=w, wind_high=w))(winds)
+    batch = jax.vmap(lambda w: params.replace(winds=w[None]))(winds)
     actions = jax.random.uniform(jax.random.key(1), (10, 2), minval=-0.2, maxval=0.2)
 
     def run(p):
@@ -218,6 +234,25 @@ def test_wind_moves_the_robot_by_action_plus_hidden_wind():
         expected = np.cumsum(clipped + w, axis=0)
         np.testing.assert_allclose(out["obs"][i], expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(out["obs"][0], out["obs"][1])
+
+
+def test_wind_and_cheetah_velocity_tasks_come_from_fixed_sets_with_held_out_ones():
+    """The release's sizes: Wind 40 training + 20 held-out winds, HalfCheetahVel 100 + 20 targets;
+    resets draw only training tasks, and the held-out ones are what `heldout_params` gives."""
+    from resel.envs import task_sets
+
+    env, params = envs.make("Wind")
+    train, test = task_sets.winds("train"), task_sets.winds("test")
+    assert train.shape == (40, 2) and test.shape == (20, 2) and np.abs(train).max() <= 0.08
+    np.testing.assert_array_equal(params.winds, train)
+    np.testing.assert_array_equal(envs.heldout_params("Wind").winds, test)
+    keys = jax.random.split(jax.random.key(0), 300)
+    drawn = np.asarray(jax.vmap(lambda k: env.reset(k, params)[1].wind)(keys))
+    assert {tuple(w) for w in drawn} <= {tuple(w) for w in train}
+    assert len({tuple(w) for w in drawn}) > 30
+    v_train, v_test = task_sets.velocity_targets("train"), task_sets.velocity_targets("test")
+    assert v_train.shape == (100,) and v_test.shape == (20,) and 0 <= v_train.min() <= 3
+    assert not set(v_train.tolist()) & set(v_test.tolist())
 
 
 def test_wind_sparse_reward_near_the_goal():

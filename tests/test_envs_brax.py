@@ -76,17 +76,17 @@ def test_position_velocity_split(robot):
     assert not np.allclose(pos[p_idx], base[p_idx])
 
 
-def test_gravity_task_set_is_fixed_and_split_40_20():
+def test_gravity_task_set_is_fixed_and_split_100_20():
     scales = gravity.gravity_scales()
-    assert scales.shape == (60,)
+    assert scales.shape == (120,)  # the release's task set
     np.testing.assert_array_equal(scales, gravity.gravity_scales())  # same seed, same set
     assert scales.min() >= 1.5**-3 and scales.max() <= 1.5**3
     train, test = gravity.gravity_split("train"), gravity.gravity_split("test")
-    assert train.shape == (40,) and test.shape == (20,)
+    assert train.shape == (100,) and test.shape == (20,)
     np.testing.assert_array_equal(np.concatenate([train, test]), scales)
     env, params = envs.make("Hopper-Gravity", split="test")
     np.testing.assert_array_equal(params.gravity_scales, test)
-    with pytest.raises(ValueError, match="unknown gravity split 'val'"):
+    with pytest.raises(ValueError, match="unknown task split 'val'"):
         envs.make("Hopper-Gravity", split="val")
     with pytest.raises(ValueError, match="task_index 20 out of range"):
         envs.make("Hopper-Gravity", split="test", task_index=20)
@@ -154,12 +154,43 @@ def test_cheetah_direction_and_velocity_rewards_by_hand():
     assert bool(truncated[0, 19])
 
 
+def test_ant_direction_reward_by_hand():
+    """AntDir under g = +1 and g = -1 rad with the same actions: the motion is the same and the
+    reward is v_x cos g + v_y sin g + 1 (healthy) - 0.5 |a|^2, with v from the torso position."""
+    env, params = envs.make("AntDir", episode_length=20)
+    both = jax.vmap(lambda d: params.replace(directions=d[None]))(jnp.array([1.0, -1.0]))
+    actions = jax.random.uniform(jax.random.key(4), (12, 8), minval=-1.0, maxval=1.0)
+    dt = float(env.brax_env.dt)
+
+    def run(p):
+        def body(state, a):
+            xy0 = state.brax.pipeline_state.x.pos[0, :2]
+            obs, new, reward, done, _ = env.step(jax.random.key(0), state, a, p)
+            return new, (obs, reward, done, (new.brax.pipeline_state.x.pos[0, :2] - xy0) / dt)
+
+        _, state = env.reset(jax.random.key(1), p)
+        return jax.lax.scan(body, state, actions)[1]
+
+    obs, reward, done, v = (np.asarray(x, np.float64) for x in jax.jit(jax.vmap(run))(both))
+    np.testing.assert_array_equal(obs[0], obs[1])  # the angle does not change the motion
+    ok = done[0] == 0
+    base = 1.0 - 0.5 * np.sum(np.square(np.asarray(actions, np.float64)), axis=-1)
+    for i, g in enumerate((1.0, -1.0)):
+        ref = v[i, :, 0] * np.cos(g) + v[i, :, 1] * np.sin(g) + base
+        np.testing.assert_allclose(reward[i][ok], ref[ok], rtol=1e-4, atol=1e-4)
+    assert ok.sum() >= 5 and np.abs(v[0, ok, 1]).max() > 0.01  # it moved sideways too
+
+
 def test_velocity_targets_are_drawn_from_the_params_range():
+    from resel.envs import task_sets
+
     env, params = envs.make("HalfCheetahVel")
     keys = jax.random.split(jax.random.key(0), 2000)
-    v = jax.vmap(lambda k: env.sample_task(k, params))(keys)
-    assert float(v.min()) >= 0.0 and float(v.max()) <= 3.0
-    assert abs(float(v.mean()) - 1.5) < 0.1
+    v = np.asarray(jax.vmap(lambda k: env.sample_task(k, params))(keys))
+    assert set(v.tolist()) == set(task_sets.velocity_targets("train").tolist())  # the 100 targets
+    np.testing.assert_array_equal(
+        envs.heldout_params("HalfCheetahVel").velocities, task_sets.velocity_targets("test")
+    )
     _, fixed = envs.make("HalfCheetahVel", target_velocity=2.0)
     assert float(env.sample_task(keys[0], fixed)) == pytest.approx(2.0)
     _, left = envs.make("AntDir", direction=-1)

@@ -177,8 +177,9 @@ def test_cli_reports_bad_study_before_running(tmp_path, capsys):
 
 
 def test_resel_cell_that_diverges_keeps_its_evaluations():
-    """A real RESeL cell whose critic SGD blows up after a few evaluations: every seed keeps the
-    rows evaluated before the divergence, then ends with a non-finite row naming the cause."""
+    """A real RESeL cell whose critic SGD blows up after a few evaluations: a diverged seed keeps
+    the rows evaluated before the divergence, then ends with a non-finite row naming the cause;
+    it is frozen, so a seed that stays finite finishes all its evaluations."""
     pytest.importorskip("resel.config")
     from eval.algorithms import get_algorithm
     from resel.networks import NetConfig
@@ -198,9 +199,12 @@ def test_resel_cell_that_diverges_keeps_its_evaluations():
                    "eval_episodes": 2, "buffer_size": 1200},
         seeds=[0, 1], on_eval=lambda i, row: rows[i].append(row), desc="diverging",
     )  # fmt: skip
+    diverged = [i for i in (0, 1) if rows[i][-1]["finite"] == 0.0]
+    assert diverged
     for i in (0, 1):
         *before, last = rows[i]
-        assert last["finite"] == 0.0 and "non-finite" in last["error"]
-        assert before and all(r["finite"] == 1.0 and r["env_steps"] < 1000 for r in before)
-        assert [r["env_steps"] for r in before] == [r["env_steps"] for r in rows[1 - i][:-1]]
-    assert sum("stopped with seed" in rows[i][-1]["error"] for i in (0, 1)) == 1
+        if i in diverged:
+            assert "non-finite" in last["error"] and "frozen" in last["error"]
+            assert before and all(r["finite"] == 1.0 and r["env_steps"] < 1000 for r in before)
+        else:
+            assert rows[i][-1]["env_steps"] == 1000 and all(r["finite"] == 1.0 for r in rows[i])

@@ -136,3 +136,24 @@ def test_empty_buffer_gives_empty_batch_and_bad_row_len_is_rejected():
     assert float(batch.mask.sum()) == 0.0 and int((batch.traj_ids >= 0).sum()) == 0
     with pytest.raises(ValueError, match="row_len 8 cannot hold"):
         rb.make_layout(8, 10, row_len=8)
+
+
+def test_short_episodes_fill_the_batch_once_the_run_loop_grows_the_layout():
+    """The issue's case: batch 2000, episodes of 20 steps, room for 1000-step ones. The default
+    layout (64 trajectories) delivers 1280 transitions; `train.grown` (what the run loop does when
+    a batch comes out short) doubles trajectories and rows until every batch holds >= 2000."""
+    from resel import config, train
+
+    buf = _fill(capacity=1100, max_trajs=64, lens=[20] * 50)  # drawn with replacement
+    cfg = config.Config(batch_size=2000, k_zero=10)
+    layout = rb.make_layout(2000, 1000, k_zero=10, max_trajs_per_batch=cfg.max_trajs_per_batch)
+    sample = jax.jit(rb.sample, static_argnums=2)
+    assert float(sample(buf, jax.random.PRNGKey(0), layout).mask.sum()) == 64 * 20
+    while float(sample(buf, jax.random.PRNGKey(0), layout).mask.sum()) < 2000:
+        cfg = train.grown(cfg, layout, 1000)
+        layout = rb.make_layout(2000, 1000, k_zero=10, max_trajs_per_batch=cfg.max_trajs_per_batch,
+                                rows=cfg.batch_rows)  # fmt: skip
+    assert (layout.max_trajs_per_batch, layout.rows) == (128, 4)  # 100 trajectories of 31 steps
+    for seed in range(3):
+        batch = sample(buf, jax.random.PRNGKey(seed), layout)
+        assert float(batch.mask.sum()) == 2000 and int(batch.dropped) == 0

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from resel import buffer as rb
-from resel.losses import critic_loss, policy_loss, td_targets
+from resel.losses import (
+    NO_BOUNDS,
+    alpha_loss,
+    clamp_to_bounds,
+    critic_loss,
+    guard_update,
+    policy_loss,
+    td_targets,
+)
 from resel.networks import Critic, NetConfig, Policy, Seq
 
 NET = NetConfig(
@@ -105,8 +113,70 @@ def test_terminations_stop_bootstrapping_and_time_outs_do_not(setup):
             assert float(y[0, last]) == pytest.approx(float(rew[last]))
         else:
             assert abs(float(y[0, last]) - float(rew[last])) > 1e-3
-        # bootstrapped value at step t is the target network's value at step t+1 (o_{t+1})
-        assert abs(float(y[0, 0]) - float(rew[0])) > 1e-3
+
+
+def _softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def test_continuous_target_by_hand_with_and_without_the_guard(setup):
+    """y_t = r_t + gamma (1 - term_t) clip(min(Q'_i, Q'_j)(o_{t+1}, a'_{t+1}) - alpha logp_{t+1}),
+    with a' = tanh(mean + std eps), logp by the change of variables, in float64 numpy."""
+    data, batch, policy, critic, _, _, q_target = setup
+    p = policy.init(jax.random.PRNGKey(4), batch.seq)  # a stochastic policy (std ~ 1)
+    obs, act, rew, term = data[1]  # terminates: its last target does not bootstrap
+    single = _single(obs, act, rew, term)
+    key, gamma, alpha = jax.random.PRNGKey(8), 0.9, 0.3
+    k_pi, k_heads = jax.random.split(key)
+    mean, log_std = (np.asarray(v[0], np.float64) for v in policy.apply(p, single.seq))
+    eps = np.asarray(jax.random.normal(k_pi, (1,) + mean.shape), np.float64)[0]
+    u = mean + np.exp(log_std) * eps
+    logp = np.sum(
+        -0.5 * eps**2 - log_std - 0.5 * np.log(2 * np.pi) - 2 * (np.log(2) - u - _softplus(-2 * u)),
+        axis=-1,
+    )
+    emb = critic.apply(q_target, single.seq, method=critic.embed)
+    a_next = jnp.asarray(np.tanh(u), jnp.float32)[None]
+    q = np.asarray(critic.apply(q_target, single.seq.obs, a_next, emb, method=critic.q)[0])
+    heads = np.asarray(jax.random.choice(k_heads, NET.n_critics, (2,), replace=False))
+    v = q[:, heads].min(axis=1) - alpha * logp  # (L + 1,): v[t] belongs to o_t
+    n = len(rew)
+    kw = dict(policy=policy, critic=critic, gamma=gamma)
+    y = td_targets(p, q_target, jnp.log(alpha), single, key, **kw)
+    np.testing.assert_allclose(y[0, :n], rew + gamma * (1 - term) * v[1:], rtol=1e-4, atol=1e-4)
+    lo, hi = np.quantile(v[1:], [0.3, 0.7])
+    assert (v[1:] < lo).any() and (v[1:] > hi).any()  # the guard binds on both sides
+    bounds = jnp.asarray([lo, hi], jnp.float32)
+    y = td_targets(p, q_target, jnp.log(alpha), single, key, bounds=bounds, **kw)
+    ref = rew + gamma * (1 - term) * np.clip(v[1:], lo, hi)
+    np.testing.assert_allclose(y[0, :n], ref, rtol=1e-4, atol=1e-4)
+
+
+def test_guard_range_and_clamp_by_hand():
+    d = 1 - 1e-3
+    b = jnp.asarray(NO_BOUNDS, jnp.float32)
+    v = jnp.asarray([-1e6, 3.0, 1e6])
+    np.testing.assert_array_equal(clamp_to_bounds(v, b), v)  # nothing seen yet: no clamp
+    # padding (mask 0) counts as a 0 target, as in the release's range of target * mask
+    b = guard_update(b, jnp.asarray([[1.0, -2.0, 3.0]]), jnp.asarray([[1.0, 1.0, 0.0]]), d)
+    np.testing.assert_allclose(b, [-2.0, 1.0], rtol=1e-6)
+    b = guard_update(b, jnp.asarray([[5.0, 0.5]]), jnp.ones((1, 2)), d)
+    np.testing.assert_allclose(b, [-2.0 * d + 0.5 * (1 - d), 5.0], rtol=1e-6)
+    b = guard_update(b, jnp.asarray([[2.0, 3.0]]), jnp.ones((1, 2)), d)  # the range decays inward
+    np.testing.assert_allclose(b, [(-2.0 * d + 0.5 * (1 - d)) * d + 2 * (1 - d), 5 * d + 3 * (1 - d)],
+                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(clamp_to_bounds(v, b), [b[0], 3.0, b[1]], rtol=1e-6)
+
+
+def test_alpha_gradient_moves_entropy_towards_its_target():
+    """dL/dlog_alpha = -(mean logp + target): alpha falls while the entropy -mean(logp) is above
+    the target and rises while it is below."""
+    logp = jnp.asarray([[-0.2, -0.8, 5.0]])
+    mask = jnp.asarray([[1.0, 1.0, 0.0]])  # entropy of the real steps: 0.5
+    for target, sign in ((-1.0, 1.0), (2.0, -1.0)):
+        g = jax.grad(alpha_loss)(jnp.asarray(0.3), logp, mask, target)
+        assert float(g) == pytest.approx(-(-0.5 + target))
+        assert np.sign(float(g)) == sign  # gradient descent: log alpha -= lr * g
 
 
 def test_critic_gradient_ignores_padding_and_zero_steps(setup):

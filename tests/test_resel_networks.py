@@ -151,20 +151,106 @@ def test_ensemble_dense_equals_separate_layers():
     for i in range(3):
         np.testing.assert_allclose(out[..., i, :], x @ k[i] + b[i], atol=1e-5)
     assert not np.allclose(k[0], k[1])  # heads are initialised independently
+    # the release's Xavier-uniform per member: U(+-sqrt(6 / (fan_in + fan_out))), zero bias
+    assert np.abs(k).max() <= np.sqrt(6 / (6 + 4)) and np.abs(k).max() > 0.8 * np.sqrt(6 / 10)
+    assert not np.any(b)
 
 
-def test_critic_ensemble_shapes_and_module_names(trajs):
-    cfg = dataclasses.replace(TINY, scan_method="parallel")
-    critic = Critic(cfg, use_reward=False, action_dim=ACT)
+def _dense(p, x):
+    return x @ np.asarray(p["kernel"], np.float64) + np.asarray(p["bias"], np.float64)
+
+
+def _elu(x):
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+
+
+def test_critic_heads_equal_a_numpy_ensemble_mlp(trajs):
+    """Q_e = MLP_e([W_o o + b_o, W_a a + b_a, embedding]) for every head e, computed with numpy
+    (the embedding itself is checked against step-by-step acting and the Mamba reference)."""
+    critic = Critic(TINY, use_reward=False, action_dim=ACT)
     row, _ = _pack(trajs, k_zero=2)
-    act = jnp.ones(row.obs.shape[:-1] + (ACT,))
+    act = jax.random.uniform(jax.random.PRNGKey(9), row.obs.shape[:-1] + (ACT,), minval=-1)
     params = critic.init(jax.random.PRNGKey(7), row, act)
-    q = critic.apply(params, row, act)
-    assert q.shape == row.obs.shape[:-1] + (cfg.n_critics,)
-    names = {"pre_encoder", "context_encoder", "obs_encoder", "action_encoder", "head"}
-    assert set(params["params"]) == names
-    assert params["params"]["head"]["dense_0"]["kernel"].shape == (cfg.n_critics, 24, cfg.hidden)
-    assert "last_rew" not in params["params"]["pre_encoder"]
+    q, emb = jax.jit(lambda p: (critic.apply(p, row, act), critic.apply(p, row, method="embed")))(
+        params
+    )
+    q, emb = np.asarray(q, np.float64), np.asarray(emb, np.float64)
+    p = params["params"]
+    assert set(p) == {"pre_encoder", "context_encoder", "obs_encoder", "action_encoder", "head"}
+    assert "last_rew" not in p["pre_encoder"]
+    x = np.concatenate(
+        [_dense(p["obs_encoder"], np.asarray(row.obs)), _dense(p["action_encoder"], np.asarray(act)),
+         emb], axis=-1,
+    )  # fmt: skip
+    for e in range(TINY.n_critics):
+        h = x
+        for i in range(TINY.n_hidden + 1):
+            layer = {k: v[e] for k, v in p["head"][f"dense_{i}"].items()}
+            h = _dense(layer, h)
+            h = _elu(h) if i < TINY.n_hidden else h
+        np.testing.assert_allclose(q[..., e], h[..., 0], rtol=1e-4, atol=1e-5)
+    assert np.std(q, axis=-1).mean() > 1e-3  # the heads differ
+
+
+def _mamba_reference(p, x, start, cfg):
+    """The Mamba block of docs/resel.md in float64 numpy, one step at a time:
+    RMSNorm -> in_proj -> (u, z); u = SiLU(causal depthwise conv within the trajectory);
+    dt = softplus(W_dt (W_x u)[:r] + b); B, C = (W_x u)[r:r+n], [r+n:]; A = -exp(A_log);
+    h = exp(dt A) (1 - start) h + dt B u; y = C.h + D u; out = x + W_out (y SiLU(z));
+    then LayerNorm(W2 GELU(W1 out + b1) + b2 + out)."""
+    f = lambda a: np.asarray(a, np.float64)
+    silu = lambda v: v / (1 + np.exp(-v))
+    softplus = lambda v: np.log1p(np.exp(v))
+    gelu = lambda v: 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi) * (v + 0.044715 * v**3)))
+    x, start = f(x), f(start)
+    batch, T, _ = x.shape
+    d_inner, n, r, k = cfg.expand * cfg.ce_dim, cfg.d_state, cfg.dt_rank, cfg.conv_kernel
+    A = -np.exp(f(p["A_log"]))
+    out = np.zeros_like(x)
+    for b in range(batch):
+        h = np.zeros((d_inner, n))
+        window = np.zeros((k, d_inner))  # the last k pre-conv inputs of this trajectory
+        for t in range(T):
+            xt = x[b, t]
+            normed = xt / np.sqrt(np.mean(xt**2) + cfg.norm_eps) * f(p["norm"]["scale"])
+            uz = normed @ f(p["in_proj"]["kernel"])
+            u, z = uz[:d_inner], uz[d_inner:]
+            if start[b, t]:
+                window[:] = 0.0
+                h[:] = 0.0
+            window = np.concatenate([window[1:], u[None]])
+            u = silu(f(p["conv_b"]) + np.sum(window * f(p["conv_w"]), axis=0))
+            dbc = u @ f(p["x_proj"]["kernel"])
+            dt = softplus(dbc[:r] @ f(p["dt_proj"]["kernel"]) + f(p["dt_proj"]["bias"]))
+            Bt, Ct = dbc[r : r + n], dbc[r + n :]
+            h = np.exp(dt[:, None] * A) * h + (dt * u)[:, None] * Bt[None, :]
+            y = h @ Ct + f(p["D"]) * u
+            o = xt + (y * silu(z)) @ f(p["out_proj"]["kernel"])
+            ff = gelu(o @ f(p["ffn_in"]["kernel"]) + f(p["ffn_in"]["bias"]))
+            ff = ff @ f(p["ffn_out"]["kernel"]) + f(p["ffn_out"]["bias"]) + o
+            mu, var = ff.mean(), ff.var()
+            ln = p["ffn_norm"]
+            out[b, t] = (ff - mu) / np.sqrt(var + cfg.norm_eps) * f(ln["scale"]) + f(ln["bias"])
+    return out
+
+
+def test_mamba_block_equals_numpy_reference():
+    """(the scans agree with each other in test_scan_methods_match_naive_loop)"""
+    from resel.networks import MambaBlock
+
+    cfg = TINY
+    block = MambaBlock(cfg)
+    x = jax.random.normal(jax.random.PRNGKey(11), (2, 10, cfg.ce_dim))
+    start = jnp.zeros((2, 10)).at[:, 0].set(1.0).at[0, 6].set(1.0)  # a reset inside row 0
+    params = block.init(jax.random.PRNGKey(12), x, start)
+    # move every parameter off its init value so that no term hides behind a 0 or a 1
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(13), len(leaves))
+    leaves = [v + 0.3 * jax.random.normal(k, v.shape) for v, k in zip(leaves, keys, strict=True)]
+    params = jax.tree.unflatten(tree, leaves)
+    out = jax.jit(block.apply)(params, x, start)
+    ref = _mamba_reference(params["params"], x, start, cfg)
+    np.testing.assert_allclose(np.asarray(out), ref, rtol=1e-4, atol=1e-4)
 
 
 def test_tanh_gaussian_log_prob_matches_change_of_variables():

@@ -1,14 +1,18 @@
 """RESeL end to end on Pendulum-P (tiny sizes): learning lowers the critic loss, files, resume,
-per-module optimizers, divergence handling and the CLI."""
+per-module optimizers, divergence handling and the CLI; and the update itself (learning rates per
+module, Polyak step, policy delay, temperature), on the compiled trainer the full run built."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import optim4rl
 from resel import config as C
 from resel import train
 from resel.__main__ import config_from_args, main, parse_args
@@ -57,6 +61,141 @@ def test_training_lowers_critic_loss_and_writes_run_files(full_run):
     meta = json.loads((out / "config.json").read_text())
     assert C.from_dict(meta["config"]) == CFG and meta["seeds"] == [0, 1]
     assert (out / train.CHECKPOINT).exists()
+
+
+@pytest.fixture(scope="module")
+def trained(full_run, pendulum):
+    """The compiled trainer of the full run (cached) and its final state, from the checkpoint."""
+    out, _ = full_run
+    trainer = train._trainer(CFG, "Pendulum-P", *pendulum)
+    template = trainer.init(jnp.stack([jax.random.PRNGKey(0), jax.random.PRNGKey(1)]))
+    state, _ = train.load_checkpoint(out / train.CHECKPOINT, template, CFG, [0, 1])
+    return trainer, state
+
+
+def _counts(opt_state) -> set[int]:
+    """Step counts of every Adam state inside a (per-module) optimizer state."""
+    leaves = jax.tree_util.tree_leaves_with_path(opt_state)
+    return {int(np.asarray(v).reshape(-1)[0]) for path, v in leaves if "count" in str(path[-1])}
+
+
+def test_policy_is_updated_every_second_critic_update(trained):
+    _, state = trained
+    updates = (CFG.total_steps - CFG.warmup_steps) // CFG.env_steps_per_update
+    assert np.asarray(state.updates).tolist() == [updates, updates]  # one per env step
+    assert _counts(state.agent.critic_opt) == {updates}
+    assert _counts(state.agent.policy_opt) == {updates // CFG.policy_every}
+    assert _counts(state.agent.alpha_opt) == {updates // CFG.policy_every}
+
+
+def _fresh_update(trained, **agent_fields):
+    """One critic + policy update of seed 0 from the trained state with fresh optimizer states."""
+    trainer, state = trained
+    agent = jax.tree.map(lambda x: x[0], state.agent)
+    buf = jax.tree.map(lambda x: x[0], state.buffer)
+    agent = agent._replace(
+        policy_opt=train.build_optimizer(CFG.policy_optim, "mamba").init(agent.policy),
+        critic_opt=train.build_optimizer(CFG.critic_optim, "mamba").init(agent.critic),
+        alpha_opt=optim4rl.from_spec(CFG.alpha_optim).init(agent.log_alpha),
+        **agent_fields,
+    )
+    new, metrics = trainer.update(agent, buf, jax.random.PRNGKey(3))
+    return agent, new, metrics
+
+
+def _max_step(before, after, module: str, inside: bool) -> float:
+    deltas = [
+        float(jnp.max(jnp.abs(a - b)))
+        for (path, b), a in zip(
+            jax.tree_util.tree_leaves_with_path(before), jax.tree.leaves(after), strict=True
+        )
+        if (module in jax.tree_util.keystr(path)) == inside
+    ]
+    return max(deltas)
+
+
+def test_context_encoder_gets_the_smaller_learning_rate_inside_the_update(trained):
+    """Adam's first step moves each parameter by lr * g / (|g| + eps), so the largest change in a
+    module is its learning rate: 1e-5 in both context encoders, 3e-4 / 1e-3 elsewhere."""
+    before, after, _ = _fresh_update(trained)
+    for net, lr_other in (("policy", 3e-4), ("critic", 1e-3)):
+        b, a = getattr(before, net), getattr(after, net)
+        # (float32: a parameter near 1 resolves steps of 1e-5 to about 1%)
+        assert _max_step(b, a, "context_encoder", True) == pytest.approx(1e-5, rel=2e-2), net
+        for part in ("in_proj", "mamba_0", "out_proj"):  # the whole encoder is the low-lr group
+            assert _max_step(b, a, f"context_encoder']['{part}", True) == pytest.approx(
+                1e-5, rel=1e-2
+            )
+        assert _max_step(b, a, "context_encoder", False) == pytest.approx(lr_other, rel=2e-2), net
+
+
+def test_polyak_step_moves_the_target_by_tau_towards_the_new_critic(trained):
+    _, state = trained
+    target = jax.tree.map(lambda x: 0.5 * x[0], state.agent.target)  # far from the critic
+    before, after, _ = _fresh_update(trained, target=target)
+    for t0, q1, t1 in zip(*(jax.tree.leaves(x) for x in (target, after.critic, after.target)),
+                          strict=True):  # fmt: skip
+        np.testing.assert_allclose(t1, (1 - CFG.tau) * t0 + CFG.tau * q1, rtol=1e-5, atol=1e-7)
+
+
+def test_temperature_moves_towards_the_target_entropy_and_is_capped(trained):
+    """Adam's first step moves log alpha by at most lr = 1e-4, down while the policy's entropy is
+    above the target -|A| = -1 and up while below; a log alpha above the release's cap of 1 is
+    clamped to it."""
+    _, after, m = _fresh_update(trained, log_alpha=jnp.asarray(0.0))
+    moved, entropy = float(after.log_alpha), float(m["entropy"])
+    assert moved != 0.0 and abs(moved) <= 1e-4 * (1 + 1e-6)
+    assert np.sign(moved) == -np.sign(entropy - (-1.0))
+    _, after, _ = _fresh_update(trained, log_alpha=jnp.asarray(3.0))
+    assert float(after.log_alpha) == 1.0
+    lo, hi = np.asarray(after.q_bounds)  # the guard's range holds 0 (padding) and the targets
+    assert lo < 0.0 <= hi
+
+
+def test_evaluation_runs_on_the_evaluation_params(trained, pendulum):
+    """`eval_params` (a held-out task set) drive `evaluate`: here a 1-step horizon."""
+    trainer, state = trained
+    env, params = pendulum
+    short = make_train_eval(env, params, params.replace(max_steps_in_episode=1))
+    keys = jnp.stack([jax.random.PRNGKey(5)] * 2)
+    full, one = np.asarray(trainer.evaluate(state, keys)), np.asarray(short.evaluate(state, keys))
+    assert (full < -100).all()  # 200 steps of pendulum costs
+    assert ((one <= 0) & (one > -17)).all()  # one step: -(theta^2 + 0.1 theta_dot^2 + ...) > -17
+
+
+def make_train_eval(env, params, eval_params):
+    return train.make_train(CFG, env, params, eval_params)
+
+
+def test_gravity_tasks_are_evaluated_on_the_held_out_gravities():
+    from resel.envs.gravity import gravity_split
+
+    held_out = train.heldout_params("Hopper-Gravity")
+    np.testing.assert_array_equal(held_out.gravity_scales, gravity_split("test"))
+    assert not set(gravity_split("train").tolist()) & set(gravity_split("test").tolist())
+    assert train.heldout_params("Pendulum-P") is None
+
+
+def test_a_diverging_seed_is_frozen_and_the_other_finishes(trained, pendulum, tmp_path):
+    """Resume the full run from a checkpoint whose seed 1 has a NaN in its critic: seed 1 is frozen
+    at its state, seed 0 trains to the end, and the run reports seed 1 as diverged."""
+    _, state = trained
+    nan_critic = jax.tree.map(lambda x: x.at[1].set(jnp.nan), state.agent.critic)
+    poisoned = state._replace(agent=state.agent._replace(critic=nan_critic))
+    train.save_checkpoint(tmp_path / train.CHECKPOINT, poisoned, CFG, [0, 1])
+    longer = dataclasses.replace(CFG, total_steps=1000)
+    with pytest.raises(train.TrainingDiverged, match="seed 1") as err:
+        train.run(longer, "Pendulum-P", [0, 1], tmp_path, resume=True, progress=False,
+                  env=pendulum)  # fmt: skip
+    assert err.value.seeds == [1]
+    assert [(r["step"], r["seed"]) for r in err.value.rows] == [(1000, 0)]
+    events = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [e["seed"] for e in events if e.get("event") == "diverged"] == [1]
+    header = json.loads(train.read_header(tmp_path / train.CHECKPOINT))
+    assert header["diverged"] == [1] and header["step"] == 1000
+    frozen, _ = train.load_checkpoint(tmp_path / train.CHECKPOINT, state, longer, [0, 1])
+    np.testing.assert_array_equal(frozen.step, [1000, 800])  # seed 1 kept its pre-chunk state
+    np.testing.assert_array_equal(frozen.agent.log_alpha[1], state.agent.log_alpha[1])
 
 
 def test_resume_continues_exactly(full_run, pendulum, tmp_path):
@@ -111,21 +250,23 @@ def test_plot_writes_png_and_pdf(full_run):
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
-def test_discrete_task_trains_with_fixed_alpha(tmp_path):
+def test_discrete_task_trains_with_fixed_alpha_and_full_batches(tmp_path):
     from resel import envs
 
     env = envs.make("CartPole-P")
-    cfg = dataclasses.replace(
-        CFG, total_steps=600, batch_size=100, max_trajs_per_batch=16, init_alpha=0.2
-    )
+    cfg = dataclasses.replace(CFG, total_steps=600, batch_size=100, max_trajs_per_batch=4)
+    assert cfg.discrete_alpha == 0.2  # the release's fixed temperature, the default
     rows = train.run(cfg, "CartPole-P", [0], tmp_path, progress=False, env=env)
-    assert [r["step"] for r in rows] == [400, 600, 800][: len(rows)] and len(rows) == 2
+    assert [r["step"] for r in rows] == [400, 600]
     for r in rows:
         assert r["alpha"] == pytest.approx(0.2)  # categorical policy: temperature fixed
         assert np.isfinite(r["critic_loss"]) and np.isfinite(r["policy_loss"])
         assert r["eval_return"] >= 1.0  # CartPole pays +1 per step survived
-        # short random episodes: several whole trajectories per batch, until >= 100 steps
-        assert r["batch_transitions"] >= 100 or r["batch_dropped"] > 0
+        # short random episodes (~20 steps): 4 trajectories are too few for 100 transitions, so
+        # the loop grew the layout and redid the chunk; no batch came out short
+        assert r["batch_transitions"] >= 100 and r["batch_short"] == 0.0
+    header = json.loads(train.read_header(tmp_path / train.CHECKPOINT))
+    assert header["layout"]["max_trajs_per_batch"] > 4
 
 
 def test_encoder_none_drops_exactly_the_encoder_patterns():

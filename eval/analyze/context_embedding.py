@@ -2,7 +2,7 @@
 
 RESeL is trained briefly on a gravity task of resel.envs (or restored with --run), then its policy
 acts deterministically in episodes with a fixed gravity each, for every training and held-out
-gravity of the task's fixed set (resel.envs.gravity: 1.5^u, u ~ U(-3, 3), 40 train, 20 held out).
+gravity of the task's fixed set (resel.envs.gravity: 1.5^u, u ~ U(-3, 3), 100 train, 20 held out).
 The policy's context-encoder output e_t (ce_out dims) at every step is projected to 2-d with t-SNE
 as in the paper (exact, on an evenly drawn subsample of --tsne-points steps) or PCA, and drawn
 coloured by the gravity multiplier, held-out gravities marked.
@@ -226,7 +226,7 @@ def _env(args, scale: dict):
             f"{name!r} is not a gravity task; choose one of {envs.names('gravity')}"
         )
     length = args.episode_length or scale["episode_length"]
-    # training draws from the 40 training gravities; rollouts set every gravity (collect)
+    # training draws from the 100 training gravities; rollouts set every gravity (collect)
     env, params = envs.make(name, split="train", episode_length=length)
     return name, env, params
 

@@ -10,8 +10,9 @@
 observation of the ended episode. See docs/envs.md for every suite.
 """
 
+from resel.envs import suites  # noqa: F401  (registers the built-in tasks)
 from resel.envs.core import Environment, Wrapper
-from resel.envs.registry import FAMILIES, family_of, make, names, register
+from resel.envs.registry import FAMILIES, family_of, heldout_params, make, names, register
 from resel.envs.spaces import Box, Discrete
 from resel.envs.wrappers import ObservationMask, ObserveReward
 
@@ -24,6 +25,7 @@ __all__ = [
     "ObserveReward",
     "Wrapper",
     "family_of",
+    "heldout_params",
     "make",
     "names",
     "register",

@@ -4,7 +4,8 @@ Observation layouts (gymnax 1.0.1):
 - Pendulum: `[cos(theta), sin(theta), theta_dot]`; -P keeps `[0, 1]`, -V keeps `[2]`.
   Never terminates; time-out after 200 steps. Action: torque, Box([-2, 2], shape (1,)).
 - CartPole: `[x, x_dot, theta, theta_dot]`; -P keeps `[0, 2]`, -V keeps `[1, 3]`.
-  Terminates when the pole falls or the cart leaves the track; time-out after 500 steps.
+  Terminates when the pole falls or the cart leaves the track; time-out after 200 steps (the
+  release's gym CartPole-v0; `episode_length=500` for v1).
   Action: Discrete(2).
 - MemoryChain: `[1 - t/memory_length, query (last step only), context bits (first step only)]`;
   the context must be remembered for `memory_length` steps; episode of `memory_length + 1` steps.
@@ -77,9 +78,17 @@ def pendulum() -> GymnaxTask:
     return GymnaxTask("Pendulum-v1", name="Pendulum", family="classic", hidden="nothing")
 
 
-def cartpole() -> GymnaxTask:
-    """CartPole balance, +1 per step, terminates on failure, time-out after 500 steps."""
-    return GymnaxTask("CartPole-v1", name="CartPole", family="classic", hidden="nothing")
+def cartpole(*, episode_length: int = 200) -> GymnaxTask:
+    """CartPole balance, +1 per step, terminates on failure, time-out after `episode_length` steps.
+
+    200 is the release's gym CartPole-v0 (its -P/-V tasks wrap v0); gym's v1 only raises the limit
+    to 500 (`episode_length=500`, gymnax's CartPole-v1 default). The dynamics are the same.
+    """
+    if episode_length < 1:
+        raise ValueError(f"episode_length must be >= 1, got {episode_length}")
+    task = GymnaxTask("CartPole-v1", name="CartPole", family="classic", hidden="nothing")
+    task._params = task._params.replace(max_steps_in_episode=episode_length)
+    return task
 
 
 class MemoryChainTask(GymnaxTask):

@@ -5,8 +5,10 @@ Each phase takes place in its own `room_size x room_size` room; a timer moves th
 1. key phase (`key_steps` = 15 steps): the agent starts on a random cell, a key lies on another;
    stepping onto the key picks it up (no reward).
 2. apple phase (`apple_steps` = N steps, N in {60, 120, 250, 500}): `num_apples` apples on random
-   cells, each worth `apple_reward` when stepped on: distractor rewards.
-3. door phase (`door_steps` = 15 steps): stepping onto the door ends the episode (a termination)
+   cells, each worth `apple_reward` when stepped on: distractor rewards. An eaten apple comes back
+   on its cell `apple_respawn` steps later (it reappears after the step at time t_eaten + R + 1;
+   0: never).
+3. door phase (`door_steps` = 10 steps): stepping onto the door ends the episode (a termination)
    with `final_reward` if the key was picked up in phase 1, else 0.
 
 The episode also terminates at the end of the door phase (a finite-horizon task: the last step is a
@@ -15,7 +17,9 @@ Actions: Discrete(4) = up, down, left, right (moves into walls leave the agent i
 Observation: the current room as 4 binary planes (agent, key, apple, door), flattened:
 float32 [4 * room_size**2]. Hidden: whether the key was picked up (only visible in phase 1).
 `info["success"]` is True on the step the door opens with the key.
-Defaults for rewards and apples follow the TVT key-to-door (10 apples worth 1, final reward 10).
+Defaults follow the release's Key-to-Door ("Mem-SR-N": phases 15 / N / 10 steps, 10 apples worth 1
+that respawn 20 steps after being eaten, final reward 5). The earlier TVT-style variant is
+`door_steps=15, final_reward=10, apple_respawn=0`.
 """
 
 from __future__ import annotations
@@ -35,10 +39,11 @@ CHANNELS = ("agent", "key", "apple", "door")
 class KeyToDoorParams:
     key_steps: int = 15
     apple_steps: int = 60
-    door_steps: int = 15
+    door_steps: int = 10
     apple_reward: float = 1.0
-    final_reward: float = 10.0
-    max_steps_in_episode: int = 90
+    final_reward: float = 5.0
+    apple_respawn: int = 20
+    max_steps_in_episode: int = 85
 
 
 @struct.dataclass
@@ -47,6 +52,7 @@ class KeyToDoorState:
     key: jax.Array  # int32 [2]
     has_key: jax.Array  # bool
     apples: jax.Array  # bool [room_size, room_size]
+    eaten_at: jax.Array  # int32 [room_size, room_size]: time an apple was last eaten there, or -1
     door: jax.Array  # int32 [2]
     starts: jax.Array  # int32 [2, 2]: agent start of the apple and door phases
     time: jax.Array
@@ -63,14 +69,17 @@ class KeyToDoor(Environment):
         *,
         apple_steps: int = 60,
         key_steps: int = 15,
-        door_steps: int = 15,
+        door_steps: int = 10,
         room_size: int = 5,
         num_apples: int = 10,
         apple_reward: float = 1.0,
-        final_reward: float = 10.0,
+        final_reward: float = 5.0,
+        apple_respawn: int = 20,
     ):
         if min(apple_steps, key_steps, door_steps) < 1:
             raise ValueError("Key-to-Door phases need at least one step each")
+        if apple_respawn < 0:
+            raise ValueError(f"apple_respawn must be >= 0 (0: never), got {apple_respawn}")
         if room_size < 2 or not 0 <= num_apples <= room_size**2 - 1:
             raise ValueError(
                 f"room_size {room_size} must be >= 2 and num_apples {num_apples} in "
@@ -85,6 +94,7 @@ class KeyToDoor(Environment):
             door_steps=door_steps,
             apple_reward=apple_reward,
             final_reward=final_reward,
+            apple_respawn=apple_respawn,
             max_steps_in_episode=key_steps + apple_steps + door_steps,
         )
 
@@ -117,6 +127,7 @@ class KeyToDoor(Environment):
             key=first[1],
             has_key=jnp.array(False),
             apples=apples,
+            eaten_at=jnp.full(apples.shape, -1, jnp.int32),
             door=third[1],
             starts=jnp.stack([second[0], third[0]]),
             time=jnp.int32(0),
@@ -139,13 +150,18 @@ class KeyToDoor(Environment):
         on_door = (phase == 2) & jnp.all(agent == state.door)
         has_key = state.has_key | on_key
         apples = state.apples & ~(here & on_apple)
+        eaten_at = jnp.where(here & on_apple, state.time, state.eaten_at)
+        back = (eaten_at >= 0) & (state.time > eaten_at + params.apple_respawn)
+        apples = apples | (back & (params.apple_respawn > 0))
         reward = on_apple * params.apple_reward + (on_door & has_key) * params.final_reward
         time = state.time + 1
         # the timer moves the agent to the next room
         agent = jnp.where(time == params.key_steps, state.starts[0], agent)
         agent = jnp.where(time == params.key_steps + params.apple_steps, state.starts[1], agent)
         terminated = on_door | (time >= params.max_steps_in_episode)
-        new = state.replace(agent=agent, has_key=has_key, apples=apples, time=time)
+        new = state.replace(
+            agent=agent, has_key=has_key, apples=apples, eaten_at=eaten_at, time=time
+        )
         info = {"success": on_door & has_key}
         return self._observe(new, params), new, reward.astype(jnp.float32), terminated, info
 

@@ -78,11 +78,13 @@ class DirectionParams:
 
 @struct.dataclass
 class VelocityParams:
-    """Target x velocity drawn uniformly from [velocity_low, velocity_high] per episode."""
+    """Target x velocity per episode: drawn from the fixed set `velocities` (float32 [K]) when it
+    is given, else uniformly from [velocity_low, velocity_high]."""
 
     velocity_low: float = 0.0
     velocity_high: float = 3.0
     max_steps_in_episode: int = 200
+    velocities: jax.Array | None = None
 
 
 # robots whose observation is exactly concat(positions, velocities)
@@ -258,6 +260,20 @@ class DirectionTask(BraxTask):
         return brax_state.reward + (task - 1.0) * forward
 
 
+class AngleDirectionTask(DirectionTask):
+    """AntDir as the release defines it: the hidden task g in {-1, +1} is an angle in radians
+    (not a sign: "not 180 degree"), and the forward term is the torso's planar velocity along
+    (cos g, sin g).
+
+    Reward: `v_x cos g + v_y sin g + (Brax's other terms: survival, control and contact costs)`.
+    """
+
+    def reward(self, brax_state, action, task):
+        m = brax_state.metrics
+        along = m["x_velocity"] * jnp.cos(task) + m["y_velocity"] * jnp.sin(task)
+        return brax_state.reward - m[self._forward_metric] + along
+
+
 class VelocityTask(BraxTask):
     """Reward `-|v_x - v*| - 0.05 |a|^2` for a hidden target velocity `v* ~ U[low, high]`.
 
@@ -279,6 +295,8 @@ class VelocityTask(BraxTask):
         return VelocityParams(low, high, max_steps_in_episode=self._episode_length)
 
     def sample_task(self, key, params):
+        if params.velocities is not None:
+            return jax.random.choice(key, params.velocities)
         return jax.random.uniform(key, (), minval=params.velocity_low, maxval=params.velocity_high)
 
     def reward(self, brax_state, action, task):

@@ -1,20 +1,18 @@
-"""Name -> task registry: `make(name, **options) -> (env, params)`, `names()`."""
+"""Name -> task registry: `make(name, **options) -> (env, params)`, `names()`, `register`.
+
+The built-in tasks are registered by `resel.envs.suites`, which holds their factories."""
 
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from resel.envs import classic, locomotion
 from resel.envs.core import Environment
-from resel.envs.gravity import GRAVITY_SEED, gravity_split
-from resel.envs.key_to_door import KeyToDoor
-from resel.envs.locomotion import DEFAULT_BACKEND
-from resel.envs.wind import Wind
-from resel.envs.wrappers import ObservationMask, ObserveReward
+from resel.envs.wrappers import ObserveReward
 
 
 @dataclass(frozen=True)
@@ -80,156 +78,11 @@ def make(name: str, *, observe_reward: bool = False, **options: Any) -> tuple[En
     return env, env.default_params
 
 
-def _occluded(base: Callable[..., Environment], layout: dict[str, tuple[int, ...]], part: str):
-    hidden = {"P": "velocities (positions only)", "V": "positions (velocities only)"}[part]
+@functools.cache
+def heldout_params(name: str) -> Any | None:
+    """Params of task `name`'s held-out task set (its `split="test"`), or None when it has none.
 
-    def factory(**options):
-        return ObservationMask(base(**options), layout[part], hidden=hidden)
-
-    factory.__signature__ = inspect.signature(base)
-    return factory
-
-
-def _register_classic() -> None:
-    for label, base in (("Pendulum", classic.pendulum), ("CartPole", classic.cartpole)):
-        register(label, "classic", base)
-        for part in ("P", "V"):
-            factory = _occluded(base, classic.OBS_LAYOUTS[label], part)
-            register(f"{label}-{part}", "classic", factory)
-    register("MemoryChain", "credit_assignment", classic.memory_chain)
-
-
-def _brax_full(robot: str):
-    def factory(*, backend: str = DEFAULT_BACKEND, episode_length: int = 1000):
-        return locomotion.BraxTask(robot, backend=backend, episode_length=episode_length)
-
-    return factory
-
-
-def _brax_occluded(robot: str, part: str):
-    hidden = {"P": "velocities (positions only)", "V": "positions (velocities only)"}[part]
-
-    def factory(*, backend: str = DEFAULT_BACKEND, episode_length: int = 1000):
-        task = locomotion.BraxTask(robot, backend=backend, episode_length=episode_length)
-        idx = task.position_indices if part == "P" else task.velocity_indices
-        return ObservationMask(task, idx, hidden=hidden)
-
-    return factory
-
-
-def _brax_gravity(robot: str):
-    def factory(
-        *,
-        split: str = "train",
-        task_index: int | None = None,
-        seed: int = GRAVITY_SEED,
-        backend: str = DEFAULT_BACKEND,
-        episode_length: int = 1000,
-    ):
-        """`split`: "train" (40 tasks), "test" (20 held out) or "all"; `task_index` fixes one."""
-        scales = gravity_split(split, seed)
-        if task_index is not None:
-            if not 0 <= task_index < len(scales):
-                raise ValueError(
-                    f"task_index {task_index} out of range for the {len(scales)} {split} gravities"
-                )
-            scales = scales[task_index : task_index + 1]
-        return locomotion.GravityTask(
-            robot, gravity_scales=scales, backend=backend, episode_length=episode_length
-        )
-
-    return factory
-
-
-def _check_direction(direction):
-    if direction is not None and direction not in (-1, 1):
-        raise ValueError(f"direction must be +1, -1 or None (random per episode), got {direction}")
-
-
-def ant_dir(*, direction: int | None = None, backend: str = DEFAULT_BACKEND, episode_length=200):
-    """Ant rewarded for running along +x or -x (hidden); `direction` fixes it."""
-    _check_direction(direction)
-    task = locomotion.DirectionTask(
-        "Ant", forward_metric="forward_reward", backend=backend, episode_length=episode_length
-    )
-    return _fix_direction(task, direction)
-
-
-def cheetah_dir(
-    *, direction: int | None = None, backend: str = DEFAULT_BACKEND, episode_length=200
-):
-    """HalfCheetah rewarded `d * v_x - 0.05 |a|^2`, d = +-1 hidden; `direction` fixes it."""
-    _check_direction(direction)
-    task = locomotion.DirectionTask(
-        "HalfCheetah",
-        forward_metric="reward_run",
-        backend=backend,
-        episode_length=episode_length,
-        ctrl_cost_weight=0.05,
-    )
-    return _fix_direction(task, direction)
-
-
-def _fix_direction(task, direction):
-    if direction is not None:
-        task.default_directions = (float(direction),)
-    return task
-
-
-def cheetah_vel(
-    *,
-    target_velocity: float | None = None,
-    backend: str = DEFAULT_BACKEND,
-    episode_length: int = 200,
-):
-    """HalfCheetah rewarded `-|v_x - v*| - 0.05 |a|^2`, v* ~ U[0, 3] hidden; or fixed."""
-    task = locomotion.VelocityTask("HalfCheetah", backend=backend, episode_length=episode_length)
-    if target_velocity is not None:
-        task.default_range = (float(target_velocity), float(target_velocity))
-    return task
-
-
-def _register_brax() -> None:
-    for robot in locomotion.BRAX_IDS:
-        register(robot, "locomotion", _brax_full(robot))
-    for robot in locomotion.SPLIT_LAYOUT:
-        for part in ("P", "V"):
-            register(f"{robot}-{part}", "classic", _brax_occluded(robot, part))
-    for robot in locomotion.BRAX_IDS:
-        register(f"{robot}-Gravity", "gravity", _brax_gravity(robot))
-    register("AntDir", "meta", ant_dir)
-    register("CheetahDir", "meta", cheetah_dir)
-    register("HalfCheetahVel", "meta", cheetah_vel)
-
-
-KEY_TO_DOOR_LENGTHS = (60, 120, 250, 500)
-
-
-def _key_to_door(apple_steps: int):
-    def factory(
-        *,
-        room_size: int = 5,
-        num_apples: int = 10,
-        apple_reward: float = 1.0,
-        final_reward: float = 10.0,
-    ):
-        return KeyToDoor(
-            apple_steps=apple_steps,
-            room_size=room_size,
-            num_apples=num_apples,
-            apple_reward=apple_reward,
-            final_reward=final_reward,
-        )
-
-    return factory
-
-
-def _register_grid_tasks() -> None:
-    register("Wind", "meta", Wind)
-    for n in KEY_TO_DOOR_LENGTHS:
-        register(f"KeyToDoor-{n}", "credit_assignment", _key_to_door(n))
-
-
-_register_classic()
-_register_brax()
-_register_grid_tasks()
+    Runs on such a task train on the training set and report returns on this one."""
+    if "split" not in inspect.signature(_entry(name).factory).parameters:
+        return None
+    return make(name, split="test")[1]
