@@ -177,7 +177,7 @@ SHARDED = textwrap.dedent(
         raise SystemExit("expected an error for 6 units on 4 devices")
     except ValueError as err:
         assert "divisible" in str(err), err
-    cfg = preset("smoke", tasks=("catch",), units_per_task=4, rollout_len=5, inner_steps=2)
+    cfg = preset("smoke", tasks=("catch",), kind="lin", units_per_task=4, rollout_len=5, inner_steps=1)
     key = jax.random.key(3)
     out = {}
     for name, mesh in (("one", None), ("four", make_mesh())):
@@ -200,7 +200,8 @@ SHARDED = textwrap.dedent(
 
 
 def test_sharded_meta_gradient_equals_single_device():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    env = {**os.environ, "XLA_FLAGS": flags}
     proc = subprocess.run(
         [sys.executable, "-c", SHARDED], cwd=ROOT, env=env, capture_output=True, text=True
     )
