@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -446,3 +447,18 @@ def test_diverged_runs_count_everywhere(tmp_path):
         assert int(agg[name]["seeds"]) == n_seeds and int(agg[name]["diverged"]) == n_div
     assert "| rmsprop | 2 | 6 (2 diverged) |" in text
     assert (out / "report" / "overview.png").stat().st_size > 0
+
+
+def test_runs_of_variants_no_longer_in_the_study_are_left_out(tmp_path):
+    """A study edited between runs (a variant dropped from its sweep) leaves the old variant's
+    finished runs in the folder; the report uses study.json's variants only and says so."""
+    out = _write_study_results(tmp_path, NOISE_CURVES)
+    before = (write_report(out), (out / "report" / "summary.csv").read_text())
+    stale = out / "runs" / "catch" / "adam_lr=1.0_" / "seed0"
+    shutil.copytree(out / "runs" / "catch" / "adam" / "seed0", stale)
+    config = json.loads((stale / "config.json").read_text())
+    (stale / "config.json").write_text(json.dumps({**config, "variant": "adam[lr=1.0]"}))
+    text = write_report(out)
+    assert "excluded: runs/catch/adam_lr=1.0_/seed0 is not in the study as last run" in text
+    assert "adam[lr=1.0]" not in (out / "report" / "summary.csv").read_text()
+    assert (out / "report" / "summary.csv").read_text() == before[1]

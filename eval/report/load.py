@@ -72,13 +72,26 @@ class Group:
         return [s for s, st in zip(self.seeds, self.status, strict=True) if st == STOPPED]
 
 
+def _study_runs(out: Path) -> set[tuple[str, str, int]] | None:
+    """(task, variant, seed) of every run the study as last run defines (its study.json), or None
+    where study.json does not list them."""
+    path = out / "study.json"
+    study = json.loads(path.read_text()) if path.exists() else {}
+    if not all(k in study for k in ("tasks", "variants", "seeds")):
+        return None
+    names = [v["name"] for v in study["variants"]]
+    return {(t, v, s) for t in study["tasks"] for v in names for s in study["seeds"]}
+
+
 def load_runs(out: str | Path) -> tuple[list[Run], list[str]]:
-    """Every run under out/runs with a done.json; plus a note for each run left out and why."""
+    """Every run under out/runs with a done.json that the study (study.json) still defines; plus a
+    note for each run left out and why."""
     out = Path(out)
     if not (out / "runs").is_dir():
         raise FileNotFoundError(
             f"{out} holds no runs/ folder: is it the --out of `python -m eval run`?"
         )
+    defined = _study_runs(out)
     runs, notes = [], []
     for folder in sorted(p for p in (out / "runs").glob("*/*/*") if p.is_dir()):
         where = str(folder.relative_to(out))
@@ -93,6 +106,15 @@ def load_runs(out: str | Path) -> tuple[list[Run], list[str]]:
             error = str(rows[-1].get("error", "")) if rows else ""
             status = STOPPED if error.startswith("stopped with seed") else DIVERGED
         config = json.loads((folder / "config.json").read_text())
+        if (
+            defined is not None
+            and (config["task"], config["variant"], config["seed"]) not in defined
+        ):
+            notes.append(
+                f"excluded: {where} is not in the study as last run (study.json; an older "
+                "version's variant, task or seed)"
+            )
+            continue
         runs.append(
             Run(
                 config["task"],
