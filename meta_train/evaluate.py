@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +35,7 @@ from meta_train.baselines import (
     sweep_curves,
     train_runs,
 )
-from meta_train.run import META_PARAMS, atomic_write
+from meta_train.run import META_PARAMS, atomic_write, initial_meta_params
 
 
 def load(checkpoint: str) -> tuple[dict, dict]:
@@ -84,6 +85,7 @@ def evaluate(
     adam_lrs: dict,
     reward_scale: dict | None = None,
     progress: bool = True,
+    init: Any = None,
 ) -> dict:
     """{task: {method: curve (points,) mean over seeds, score, per-seed scores, lr}}.
 
@@ -91,9 +93,11 @@ def evaluate(
     same seeds: the learned optimizer and its random initialisation over `lrs`, Adam over LR_GRID
     (or the lr given for the task in `adam_lrs`). `reward_scale` ({task: c}, default 1) multiplies
     the rewards in the A2C loss of every method, as in meta-training; returns are reported unscaled.
+    `init`: the random-initialisation reference (default `init_meta_params(key(0), kind)`).
     """
     reward_scale = reward_scale or {}
-    init = optim4rl.init_meta_params(jax.random.key(0), kind)
+    if init is None:
+        init = optim4rl.init_meta_params(jax.random.key(0), kind)
     stacked = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), meta_params, init)
     results = {}
     for task in tqdm(ec.tasks, desc="evaluate", disable=not progress):
@@ -225,6 +229,17 @@ def plot_curves(results: dict, out: Path) -> None:
     plt.close(fig)
 
 
+def own_init(header: dict) -> tuple[Any, str]:
+    """The checkpoint's own random initialisation where its provenance says which (a
+    `meta_train` run of a seed, not started from --init), else `init_meta_params(key(0))`."""
+    prov = header.get("provenance", {})
+    if "seed" in prov and prov.get("random_init", True):
+        seed = int(prov["seed"])
+        assumed = "" if "random_init" in prov else " (assumed: no random_init field, older run)"
+        return initial_meta_params(seed, header["kind"]), f"the run's own, seed {seed}{assumed}"
+    return None, "init_meta_params(key(0)) (the checkpoint does not record its initialisation)"
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m meta_train evaluate")
     p.add_argument("checkpoint", help="meta_params.msgpack, a run folder, or a pretrained name")
@@ -266,13 +281,15 @@ def main(argv: list[str]) -> int:
         scale = header.get("provenance", {}).get("reward_scale", {})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = evaluate(meta_params, header["kind"], lrs, ec, adam_lrs, scale)
+    init, init_note = own_init(header)
+    results = evaluate(meta_params, header["kind"], lrs, ec, adam_lrs, scale, init=init)
     norm = normalised(results)
     info = {
         "checkpoint": args.checkpoint,
         "kind": header["kind"],
         "lrs": lrs,
         "reward_scale": scale,
+        "learned_init": init_note,
         "adam_lrs": adam_lrs,
         "eval_config": ec.to_json(),
         "checkpoint_header": header,

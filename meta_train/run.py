@@ -89,7 +89,20 @@ def load_checkpoint(path: Path, template: MetaState) -> tuple[MetaState, dict]:
     return state, header
 
 
-def save_meta_params(path: Path, state: MetaState, config: MetaTrainConfig, preset: str) -> None:
+def init_key(seed: int) -> jax.Array:
+    """The key `train` initialises a run of `seed` with (`Pipeline.init`)."""
+    return jax.random.fold_in(jax.random.key(seed), 0)
+
+
+def initial_meta_params(seed: int, kind: str) -> Any:
+    """The random meta-parameters a run of `seed` starts from (`Pipeline.init` on `init_key`):
+    what `meta_train evaluate` compares a run's result with as "its own random initialisation"."""
+    return optim4rl.init_meta_params(jax.random.split(init_key(seed))[0], kind)
+
+
+def save_meta_params(
+    path: Path, state: MetaState, config: MetaTrainConfig, preset: str, random_init: bool
+) -> None:
     optim4rl.save_meta_params(
         path,
         jax.device_get(state.meta_params),
@@ -106,6 +119,7 @@ def save_meta_params(path: Path, state: MetaState, config: MetaTrainConfig, pres
         meta_lr=config.meta_lr,
         reward_scale={t: config.scale_for(t) for t in config.tasks},
         skipped_nonfinite=int(state.nonfinite),
+        random_init=random_init,  # False: started from given meta-parameters (--init)
     )
 
 
@@ -155,9 +169,8 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / "config.json", json.dumps(config.to_json(), indent=2).encode())
 
-    root = jax.random.key(config.seed)
-    state = pipeline.init(jax.random.fold_in(root, 0), init_meta_params)
-    run_key = jax.random.fold_in(root, 1)
+    state = pipeline.init(init_key(config.seed), init_meta_params)
+    run_key = jax.random.fold_in(jax.random.key(config.seed), 1)
     metrics_path = out / "metrics.jsonl"
     if resume:
         restored, _ = load_checkpoint(ckpt, distributed.host_zeros(state))
@@ -197,7 +210,9 @@ def train(
             if record["finite"] and (done or (every and (t + 1) % every == 0)):
                 host = _save(ckpt, state, config, main)
                 if main:
-                    save_meta_params(out / META_PARAMS, host, config, preset)
+                    save_meta_params(
+                        out / META_PARAMS, host, config, preset, init_meta_params is None
+                    )
     bar.close()
     return state
 
