@@ -73,6 +73,11 @@ def make_mesh(devices: list | None = None) -> Mesh:
     return Mesh(np.array(devices), ("units",))
 
 
+def random_meta_params(key: jax.Array, kind: str) -> Any:
+    """The random meta-parameters `Pipeline.init(key)` starts from."""
+    return init_meta_params(jax.random.split(key)[0], kind)
+
+
 class Pipeline:
     """Pure functions of pipeline training for a config; `step` is jitted."""
 
@@ -121,9 +126,9 @@ class Pipeline:
     def init(self, key: jax.Array | None = None, meta_params=None) -> MetaState:
         """Fresh (or given) meta-parameters and all units at age 0, placed on the mesh if any."""
         key = jax.random.key(self.config.seed) if key is None else key
-        k_meta, k_units = jax.random.split(key)
         if meta_params is None:
-            meta_params = init_meta_params(k_meta, self.config.kind)
+            meta_params = random_meta_params(key, self.config.kind)
+        k_units = jax.random.split(key)[1]
         meta_params = jax.tree_util.tree_map(jnp.asarray, meta_params)
         units = tuple(
             self._fresh_units(agent, jax.random.fold_in(k_units, i), meta_params)

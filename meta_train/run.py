@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 import optim4rl
 from meta_train.config import MetaTrainConfig
-from meta_train.pipeline import MetaState, Pipeline, make_mesh
+from meta_train.pipeline import MetaState, Pipeline, make_mesh, random_meta_params
 from optim4rl import distributed
 from optim4rl.checkpoint import atomic_write_bytes as atomic_write
 
@@ -97,7 +97,7 @@ def init_key(seed: int) -> jax.Array:
 def initial_meta_params(seed: int, kind: str) -> Any:
     """The random meta-parameters a run of `seed` starts from (`Pipeline.init` on `init_key`):
     what `meta_train evaluate` compares a run's result with as "its own random initialisation"."""
-    return optim4rl.init_meta_params(jax.random.split(init_key(seed))[0], kind)
+    return random_meta_params(init_key(seed), kind)
 
 
 def save_meta_params(

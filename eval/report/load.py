@@ -98,13 +98,6 @@ def load_runs(out: str | Path) -> tuple[list[Run], list[str]]:
         if not (folder / "done.json").exists():
             notes.append(f"excluded: {where} is unfinished (no done.json; rerun the study)")
             continue
-        rows = [
-            json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line
-        ]
-        status = json.loads((folder / "done.json").read_text())["status"]
-        if status != FINISHED:
-            error = str(rows[-1].get("error", "")) if rows else ""
-            status = STOPPED if error.startswith("stopped with seed") else DIVERGED
         config = json.loads((folder / "config.json").read_text())
         if (
             defined is not None
@@ -115,6 +108,13 @@ def load_runs(out: str | Path) -> tuple[list[Run], list[str]]:
                 "version's variant, task or seed)"
             )
             continue
+        rows = [
+            json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line
+        ]
+        status = json.loads((folder / "done.json").read_text())["status"]
+        if status != FINISHED:
+            error = str(rows[-1].get("error", "")) if rows else ""
+            status = STOPPED if error.startswith("stopped with seed") else DIVERGED
         runs.append(
             Run(
                 config["task"],
