@@ -23,6 +23,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+HEARTBEAT_TIMEOUT = 100  # jax.distributed.initialize's default, in seconds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +35,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--process-id", type=int, metavar="I", dest="process_id", help="this process (0 .. N-1)"
+    )
+    g.add_argument(
+        "--heartbeat-timeout",
+        type=int,
+        default=HEARTBEAT_TIMEOUT,
+        metavar="S",
+        dest="heartbeat_timeout",
+        help="seconds without a heartbeat before a process counts as dead "
+        f"(default {HEARTBEAT_TIMEOUT}, JAX's; raise it on oversubscribed nodes)",
     )
 
 
@@ -67,22 +77,26 @@ def initialize(
     coordinator: str | None = None,
     num_processes: int | None = None,
     process_id: int | None = None,
+    heartbeat_timeout: int = HEARTBEAT_TIMEOUT,
 ) -> bool:
     """Join the other processes (see the module docstring); True if this is a multi-process run.
 
     Call before anything touches a device. CPU processes exchange data with gloo collectives.
+    A process whose heartbeats stop for `heartbeat_timeout` seconds is declared dead and every
+    process is stopped; a process starved of CPU (several processes per core, long compiles) can
+    miss them while alive.
     """
     kwargs = settings(coordinator, num_processes, process_id)
     if kwargs is None or jax.distributed.is_initialized():
         return kwargs is not None
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(**kwargs)
+    jax.distributed.initialize(**kwargs, heartbeat_timeout_seconds=heartbeat_timeout)
     return True
 
 
 def initialize_from_args(args: argparse.Namespace) -> bool:
     """`initialize` with the flags of `add_arguments`."""
-    return initialize(args.coordinator, args.num_processes, args.process_id)
+    return initialize(args.coordinator, args.num_processes, args.process_id, args.heartbeat_timeout)
 
 
 def is_main() -> bool:
