@@ -2,10 +2,10 @@
 
 Every scalar coordinate of every parameter is processed independently by the same small network, so
 the networks below take whole arrays of coordinates: gradients `g` of any shape S and hidden states
-of shape (*S, 8) per GRU, feature-last, so that one step is a fused pass over the coordinates and a
+of shape (*S, 8) per GRU, feature-last, so that one step is a few passes over the coordinates and a
 state lines up with its parameter's leading axes (a sharding rule copied from the parameter shards the
 state the same way). Meta-parameters use flax's layouts (`nn.GRUCell`, `nn.Dense`), so they can be
-inspected and initialised with flax, but the step is written as fused products over all coordinates.
+inspected and initialised with flax, but the step is written over all coordinates at once.
 
 Kinds (spec: Lan et al. 2024, "Learning to Optimize for Reinforcement Learning"):
 
@@ -76,12 +76,13 @@ def num_meta_params(meta_params: MetaParams) -> int:
 
 
 def _linear(kernel: jax.Array, x: jax.Array) -> jax.Array:
-    """sum_k kernel[k] x[..., k]: (K, F) with (*S, K) -> (*S, F).
+    """sum_k kernel[k] x[..., k]: (K, F) with (*S, K) -> (*S, F), one small matrix product.
 
-    Written as K broadcast products rather than a matrix product: K is 1, 2 or 8, and XLA fuses the
-    whole step into one pass over the coordinates (about 1.5x faster than a K=8 matmul on CPU).
+    A product rather than K broadcast multiply-adds: the forward pass costs the same on CPU, and
+    the meta-gradient w.r.t. the kernel is one (K, N) x (N, F) product instead of K*F reductions
+    over the coordinates (a cpu-preset meta-iteration 1.6 s -> 0.42 s, `eval bench meta-train`).
     """
-    return sum(kernel[k] * x[..., k, None] for k in range(kernel.shape[0]))
+    return jnp.einsum("...k,kf->...f", x, kernel)
 
 
 def gru_step(p: MetaParams, x: jax.Array, h: jax.Array) -> jax.Array:
