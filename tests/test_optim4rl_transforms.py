@@ -97,6 +97,27 @@ def test_gru_step_equals_flax_gru_cell():
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(), (7,), (3, 5)])
+def test_gru_step_gradients_equal_flax_gru_cell_gradients(shape):
+    """The hand-written backward of the GRU's products (one matrix product per kernel) against
+    autodiff of flax's GRUCell, for meta-parameters and inputs, over 0, 1 and 2 batch axes."""
+    mp = optim4rl.init_meta_params(jax.random.key(3), "l2lgd2")["gru"]
+    x = jax.random.normal(jax.random.key(4), (*shape, 2))
+    h = jax.random.normal(jax.random.key(5), (*shape, 8))
+    w = jax.random.normal(jax.random.key(6), (*shape, 8))  # a random cotangent
+
+    def ours(p, x, h):
+        return jnp.sum(w * networks.gru_step(p, x, h))
+
+    def flax(p, x, h):
+        return jnp.sum(w * nn.GRUCell(features=8).apply({"params": p}, h, x)[0])
+
+    got = jax.grad(ours, argnums=(0, 1, 2))(mp, x, h)
+    want = jax.grad(flax, argnums=(0, 1, 2))(mp, x, h)
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
 def test_meta_param_counts_and_hidden_sizes():
     counts = {
         k: optim4rl.num_meta_params(optim4rl.init_meta_params(KEY, k)) for k in optim4rl.KINDS
