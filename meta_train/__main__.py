@@ -56,6 +56,13 @@ def _train_parser() -> argparse.ArgumentParser:
         help="consecutive non-finite meta-gradients (skipped) before the run stops",
     )
     p.add_argument("--no-pipeline", action="store_true", help="ablation: all units the same age")
+    p.add_argument(
+        "--remat",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="recompute inner updates in the backward pass (auto: only where storing their "
+        "activations would take over a quarter of the device's memory)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--init", help="start from these meta-params (optim4rl checkpoint file)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -85,6 +92,8 @@ def parse_train(argv: list[str]):
         overrides["tasks"] = tuple(check_task(t.strip()) for t in args.tasks.split(",") if t)
     if args.no_pipeline:
         overrides["pipeline"] = False
+    if args.remat != "auto":
+        overrides["remat"] = args.remat == "on"
     config = preset(args.preset, **overrides)
 
     import jax  # after the cheap checks

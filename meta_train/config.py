@@ -32,6 +32,9 @@ class MetaTrainConfig:
     reward_scale: per-task reward multiplier of the units ({} = 1 everywhere).
     task_grad_norm: each task's meta-gradient is rescaled to this global norm (None: off).
     meta_clip: global-norm clip of the averaged meta-gradient (None: off).
+    remat: recompute each inner update in the backward pass (True), or store its activations and
+      unroll the K updates (False, faster where memory allows); None: chosen by `pipeline.
+      residual_bytes` against the device's memory.
     """
 
     tasks: tuple[str, ...] = envs.GRIDWORLD_TASKS
@@ -55,6 +58,7 @@ class MetaTrainConfig:
     seed: int = 0
     checkpoint_every: int = 50
     max_nonfinite: int = 10
+    remat: bool | None = None
 
     def __post_init__(self):
         if not self.tasks:

@@ -18,6 +18,7 @@ count); the mean over units is then an all-reduce that XLA inserts.
 
 from __future__ import annotations
 
+import os
 from typing import Any, NamedTuple
 
 import jax
@@ -28,7 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from meta_train.a2c import A2CConfig, Agent, EnvCarry
 from meta_train.config import MetaTrainConfig
-from optim4rl import init_meta_params, scale_by_learned
+from optim4rl import hidden_size, init_meta_params, scale_by_learned
 
 
 class Unit(NamedTuple):
@@ -78,6 +79,40 @@ def random_meta_params(key: jax.Array, kind: str) -> Any:
     return init_meta_params(jax.random.split(key)[0], kind)
 
 
+# Stored activations per inner update, in units of the optimizer's hidden state (one float per
+# hidden feature per agent parameter): the GRUs' gates and states, measured with XLA's memory
+# analysis of the step at the cpu and catch presets (temp 428 MiB and 1,226 MiB: 5.3 copies per
+# update; 6 leaves room for the rollouts).
+_RESIDUAL_COPIES = 6
+
+
+def residual_bytes(config: MetaTrainConfig, params_per_unit: list[int]) -> int:
+    """Estimated bytes the meta-gradient stores without remat: 6 copies of every unit's
+    optimizer hidden state per inner update, 4-byte floats."""
+    hidden = hidden_size(config.kind)
+    per_update = sum(n * config.units_per_task * hidden * 4 for n in params_per_unit)
+    return _RESIDUAL_COPIES * config.inner_steps * per_update
+
+
+def device_memory_bytes(device: jax.Device | None = None) -> int:
+    """The device's memory (an accelerator's allocator limit, or the host's RAM for CPU)."""
+    device = jax.devices()[0] if device is None else device
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def use_remat(config: MetaTrainConfig, params_per_unit: list[int], devices: int = 1) -> bool:
+    """`config.remat`, or when None: remat when the stored activations, shared by `devices`
+    devices, would take more than a quarter of one device's memory. Measured on 2 CPU cores
+    (`python -m eval bench meta-train`), storing is faster when it fits: catch preset 1.41 s ->
+    1.06 s per meta-iteration, cpu preset 0.53 s -> 0.45 s."""
+    if config.remat is not None:
+        return config.remat
+    return residual_bytes(config, params_per_unit) / devices > device_memory_bytes() / 4
+
+
 class Pipeline:
     """Pure functions of pipeline training for a config; `step` is jitted."""
 
@@ -99,6 +134,9 @@ class Pipeline:
         if config.meta_clip is not None:
             meta_tx.insert(0, optax.clip_by_global_norm(config.meta_clip))
         self.meta_optimizer = optax.chain(*meta_tx)
+        shapes = [jax.eval_shape(a.init_params, jax.random.key(0)) for a in self.agents]
+        sizes = [sum(x.size for x in jax.tree_util.tree_leaves(s)) for s in shapes]
+        self.remat = use_remat(config, sizes, 1 if mesh is None else mesh.devices.size)
         self.step = jax.jit(self._step)
 
     # ---- units -------------------------------------------------------------------------------
@@ -165,10 +203,6 @@ class Pipeline:
         k = self.config.inner_steps
 
         def unit_loss(unit: Unit, key):
-            # Rematerialised: the backward pass keeps only the carries between inner updates and
-            # recomputes each update's activations (the optimizer's GRU state is 16 floats per
-            # agent parameter, so storing every intermediate does not fit in CPU memory).
-            @jax.checkpoint
             def inner(carry, key):
                 params, opt_state, env = carry
                 traj, env = agent.rollout(params, env, key)
@@ -177,8 +211,14 @@ class Pipeline:
                 updates, opt_state = opt.update(grads, opt_state, params)
                 return (optax.apply_updates(params, updates), opt_state, env), None
 
+            # With remat the backward pass keeps only the carries between inner updates and
+            # recomputes each update's activations (the optimizer's GRU state is 16 floats per
+            # agent parameter); without it, the K updates are unrolled and their activations kept.
             keys = jax.random.split(key, k + 1)
-            (params, opt_state, env), _ = jax.lax.scan(inner, tuple(unit), keys[:k])
+            step = jax.checkpoint(inner) if self.remat else inner
+            (params, opt_state, env), _ = jax.lax.scan(
+                step, tuple(unit), keys[:k], unroll=not self.remat
+            )
             traj, env = agent.rollout(params, env, keys[k])
             loss, _ = agent.loss(params, traj, env.obs)
             return loss, Unit(params, opt_state, env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -394,3 +395,25 @@ def test_study_and_evaluate_share_one_protocol():
         runs["episode_return_sum"][0], runs["episodes"][0], runs["episode_return"][0], edges
     )
     np.testing.assert_allclose([rows[0], rows[1]], want, rtol=1e-5, atol=1e-6)
+
+
+def test_meta_gradient_with_and_without_remat_equals_the_simplest_way():
+    """The pipeline's meta-gradient (scan over K inner updates, with remat or unrolled without)
+    equals `jax.grad` through a Python loop of the same K updates (the benchmark's reference)."""
+    from eval.bench.meta_train import simple_meta_gradient
+
+    config = preset(
+        "smoke", tasks=("catch",), kind="lin", units_per_task=2, inner_steps=2, rollout_len=5
+    )
+    state = Pipeline(config).init()
+    key = jax.random.key(3)
+    want = simple_meta_gradient(Pipeline(config))(state.meta_params, state.units, key)[0]
+    for remat in (True, False):
+        p = Pipeline(dataclasses.replace(config, remat=remat))
+        assert p.remat is remat
+        grad_fn = jax.jit(jax.grad(lambda mp, u, k, p=p: p.task_loss(mp, u, p.agents[0], k)[0]))
+        got = grad_fn(state.meta_params, state.units[0], jax.random.fold_in(key, 0))
+        for a, b in zip(
+            jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True
+        ):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
