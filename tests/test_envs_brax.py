@@ -48,7 +48,8 @@ def test_traces_under_jit_and_vmap_with_declared_shapes(name):
     assert reward.shape == (2,) and reward.dtype == jnp.float32
     assert done.dtype == info["terminated"].dtype == info["truncated"].dtype == jnp.bool_
     assert info["final_obs"].shape == obs.shape
-    assert env.episode_length(params) == (200 if envs.family_of(name) == "meta" else 1000)
+    two_episodes = name in ("AntDir", "CheetahDir", "HalfCheetahVel")  # the release's BAMDPs
+    assert env.episode_length(params) == (400 if two_episodes else 1000)
     assert env.hidden and env.family == envs.family_of(name)
 
 
@@ -121,7 +122,7 @@ def test_cheetah_direction_and_velocity_rewards_by_hand():
     """CheetahDir under d = +1 and d = -1 with the same actions (one compiled program): the motion
     is the same, the rewards are d * v_x - 0.05 |a|^2 with v_x measured from the torso position;
     HalfCheetahVel's reward on the same states is -|v_x - v*| - 0.05 |a|^2."""
-    env, params = envs.make("CheetahDir", episode_length=20)
+    env, params = envs.make("CheetahDir", episode_length=20, episodes_per_task=1)
     vel_env, _ = envs.make("HalfCheetahVel")
     both = jax.vmap(lambda d: params.replace(directions=d[None]))(jnp.array([1.0, -1.0]))
     actions = jax.random.uniform(jax.random.key(3), (25, 6), minval=-1.0, maxval=1.0)
@@ -157,7 +158,7 @@ def test_cheetah_direction_and_velocity_rewards_by_hand():
 def test_ant_direction_reward_by_hand():
     """AntDir under g = +1 and g = -1 rad with the same actions: the motion is the same and the
     reward is v_x cos g + v_y sin g + 1 (healthy) - 0.5 |a|^2, with v from the torso position."""
-    env, params = envs.make("AntDir", episode_length=20)
+    env, params = envs.make("AntDir", episode_length=20, episodes_per_task=1)
     both = jax.vmap(lambda d: params.replace(directions=d[None]))(jnp.array([1.0, -1.0]))
     actions = jax.random.uniform(jax.random.key(4), (12, 8), minval=-1.0, maxval=1.0)
     dt = float(env.brax_env.dt)
@@ -195,3 +196,37 @@ def test_velocity_targets_are_drawn_from_the_params_range():
     assert float(env.sample_task(keys[0], fixed)) == pytest.approx(2.0)
     _, left = envs.make("AntDir", direction=-1)
     np.testing.assert_array_equal(left.directions, [-1.0])
+
+
+def test_two_episodes_per_task_with_the_done_flag():
+    """CheetahDir as the release runs it: two 3-step episodes of one direction are one 6-step
+    meta-episode. The first episode is the plain task's (same observations), the flag is 1 only
+    on its last step, then the robot restarts (time 0, near the origin) with the same task, and
+    only the meta-episode's end is a `done`."""
+    env, params = envs.make("CheetahDir", episode_length=3)
+    plain, plain_params = envs.make("CheetahDir", episode_length=3, episodes_per_task=1)
+    assert env.episode_length(params) == 6
+    assert env.observation_space(params).shape[0] == plain.observation_space().shape[0] + 1
+    actions = jax.random.uniform(jax.random.key(3), (7, 6), minval=-1.0, maxval=1.0)
+
+    def run(env, params):
+        def body(state, a):
+            obs, state, reward, done, info = env.step(jax.random.key(9), state, a, params)
+            return state, (obs, done, info["task"], state, info["final_obs"])
+
+        obs0, state = env.reset(jax.random.key(1), params)
+        return obs0, jax.lax.scan(body, state, actions)[1]
+
+    obs0, (obs, done, task, states, _) = jax.jit(run, static_argnums=0)(env, params)
+    plain0, (*_, plain_last) = jax.jit(run, static_argnums=0)(plain, plain_params)
+    np.testing.assert_array_equal(obs0[:-1], plain0)
+    # the plain task's observations before its auto-reset (final_obs) are the first episode's
+    np.testing.assert_allclose(obs[:3, :-1], plain_last[:3], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(obs[:, -1], [0, 0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(done, [0, 0, 0, 0, 0, 1, 0])
+    assert len(set(np.asarray(task[:6]).tolist())) == 1  # one task for both episodes
+    inner = states.inner
+    np.testing.assert_array_equal(inner.time[:6], [1, 2, 0, 1, 2, 0])
+    np.testing.assert_array_equal(states.episode[:6], [0, 0, 1, 1, 1, 0])
+    speed = np.abs(np.asarray(inner.brax.pipeline_state.qd)).max(axis=1)
+    assert speed[2] < 0.5 < speed[1]  # restarted at rest (reset noise), moving before

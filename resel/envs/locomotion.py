@@ -183,6 +183,10 @@ class BraxTask(Environment):
         state = BraxTaskState(brax=bstate, task=task, time=jnp.int32(0))
         return bstate.obs, state
 
+    def restart(self, key: jax.Array, state: BraxTaskState) -> BraxTaskState:
+        """A new episode of the same hidden task: the robot back at a random start, time 0."""
+        return state.replace(brax=self.brax_for(state.task).reset(key), time=jnp.int32(0))
+
     def step_env(self, key, state, action, params):
         action = jnp.clip(action, self._action.low, self._action.high)
         bstate = self.brax_for(state.task).step(state.brax, action)

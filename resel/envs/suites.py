@@ -19,7 +19,7 @@ from resel.envs.key_to_door import KeyToDoor
 from resel.envs.locomotion import DEFAULT_BACKEND
 from resel.envs.registry import register
 from resel.envs.wind import Wind
-from resel.envs.wrappers import ObservationMask
+from resel.envs.wrappers import EpisodesPerTask, ObservationMask
 
 
 def _occluded(base: Callable[..., Environment], layout: dict[str, tuple[int, ...]], part: str):
@@ -88,20 +88,43 @@ def _check_direction(direction):
         raise ValueError(f"direction must be +1, -1 or None (random per episode), got {direction}")
 
 
-def ant_dir(*, direction: int | None = None, backend: str = DEFAULT_BACKEND, episode_length=200):
+# The release's `max_rollouts_per_task` of AntDir, CheetahDir and HalfCheetahVel
+# (envs/pomdp_config.py): two episodes of each task, the done flag in the observation.
+EPISODES_PER_TASK = 2
+
+
+def _episodes(task, episodes_per_task: int):
+    if episodes_per_task < 1:
+        raise ValueError(f"episodes_per_task must be >= 1, got {episodes_per_task}")
+    return task if episodes_per_task == 1 else EpisodesPerTask(task, episodes_per_task)
+
+
+def ant_dir(
+    *,
+    direction: int | None = None,
+    backend: str = DEFAULT_BACKEND,
+    episode_length: int = 200,
+    episodes_per_task: int = EPISODES_PER_TASK,
+):
     """Ant rewarded for running along the angle g = +1 or -1 rad (hidden), as the release's
-    AntDir-v0; `direction` fixes g."""
+    AntDir-v0; `direction` fixes g. `episodes_per_task` episodes of `episode_length` steps per
+    task (`EpisodesPerTask`; 1: a plain episode per task)."""
     _check_direction(direction)
     task = locomotion.AngleDirectionTask(
         "Ant", forward_metric="forward_reward", backend=backend, episode_length=episode_length
     )
-    return _fix_direction(task, direction)
+    return _episodes(_fix_direction(task, direction), episodes_per_task)
 
 
 def cheetah_dir(
-    *, direction: int | None = None, backend: str = DEFAULT_BACKEND, episode_length=200
+    *,
+    direction: int | None = None,
+    backend: str = DEFAULT_BACKEND,
+    episode_length: int = 200,
+    episodes_per_task: int = EPISODES_PER_TASK,
 ):
-    """HalfCheetah rewarded `d * v_x - 0.05 |a|^2`, d = +-1 hidden; `direction` fixes it."""
+    """HalfCheetah rewarded `d * v_x - 0.05 |a|^2`, d = +-1 hidden; `direction` fixes it.
+    `episodes_per_task` as for `ant_dir`."""
     _check_direction(direction)
     task = locomotion.DirectionTask(
         "HalfCheetah",
@@ -110,7 +133,7 @@ def cheetah_dir(
         episode_length=episode_length,
         ctrl_cost_weight=0.05,
     )
-    return _fix_direction(task, direction)
+    return _episodes(_fix_direction(task, direction), episodes_per_task)
 
 
 def _fix_direction(task, direction):
@@ -137,17 +160,20 @@ def cheetah_vel(
     split: str = "train",
     backend: str = DEFAULT_BACKEND,
     episode_length: int = 200,
+    episodes_per_task: int = EPISODES_PER_TASK,
 ):
     """HalfCheetah rewarded `-|v_x - v*| - 0.05 |a|^2` for a hidden v*: one of the release's fixed
-    targets (`split`: "train" 100, "test" 20 held out, "all" 120; U[0, 3]), or `target_velocity`."""
+    targets (`split`: "train" 100, "test" 20 held out, "all" 120; U[0, 3]), or `target_velocity`.
+    `episodes_per_task` as for `ant_dir`."""
     if target_velocity is not None:
         task = locomotion.VelocityTask(
             "HalfCheetah", backend=backend, episode_length=episode_length
         )
         task.default_range = (float(target_velocity), float(target_velocity))
-        return task
-    targets = task_sets.velocity_targets(split)
-    return _VelocitySetTask(targets, backend=backend, episode_length=episode_length)
+    else:
+        targets = task_sets.velocity_targets(split)
+        task = _VelocitySetTask(targets, backend=backend, episode_length=episode_length)
+    return _episodes(task, episodes_per_task)
 
 
 def _register_brax() -> None:

@@ -1,4 +1,5 @@
-"""Composable wrappers: hide part of the observation, append the last reward."""
+"""Composable wrappers: hide part of the observation, append the last reward, several episodes of
+one task as one meta-episode."""
 
 from __future__ import annotations
 
@@ -69,4 +70,63 @@ class ObserveReward(Wrapper):
         full = self.env.observation_space(params)
         low = np.append(full.low, -np.inf)
         high = np.append(full.high, np.inf)
+        return Box.make(low, high, (full.shape[0] + 1,))
+
+
+@struct.dataclass
+class EpisodesState:
+    inner: object
+    episode: jax.Array  # episodes of this task finished so far
+    time: jax.Array  # steps in the meta-episode
+
+
+class EpisodesPerTask(Wrapper):
+    """`episodes` episodes of one hidden task as one meta-episode (VariBAD's BAMDP, which the
+    RESeL release uses for AntDir, CheetahDir and HalfCheetahVel with `max_rollouts_per_task: 2`).
+
+    The observation gains a last entry, the "done flag": 1 on the step that ended an inner
+    episode before the last, else 0. On that step the robot restarts for the next episode of the
+    same task (`env.restart`), but the observation returned is still the ended episode's last one
+    with the flag set, as in the release's wrapper; the agent sees the new start after its next
+    action. An inner termination before the last episode starts the next episode; only the last
+    one ends the meta-episode. Episode length: `episodes` x the inner one (`max_steps_in_episode`
+    of the params counts meta-episode steps), and returns sum over the episodes.
+    """
+
+    def __init__(self, env: Environment, episodes: int):
+        super().__init__(env)
+        if episodes < 2:
+            raise ValueError(f"EpisodesPerTask needs episodes >= 2, got {episodes}")
+        if not hasattr(env, "restart"):
+            raise ValueError(f"{env!r} cannot restart an episode of the same task")
+        self.episodes = episodes
+
+    @property
+    def default_params(self):
+        params = self.env.default_params
+        return params.replace(max_steps_in_episode=params.max_steps_in_episode * self.episodes)
+
+    def reset_env(self, key, params):
+        obs, inner = self.env.reset_env(key, params)
+        return jnp.append(obs, 0.0), EpisodesState(inner, jnp.int32(0), jnp.int32(0))
+
+    def step_env(self, key, state, action, params):
+        key_step, key_restart = jax.random.split(key)
+        obs, inner, reward, terminated, info = self.env.step_env(
+            key_step, state.inner, action, params
+        )
+        horizon = params.max_steps_in_episode // self.episodes
+        ended = jnp.logical_or(terminated, inner.time >= horizon)
+        last = state.episode >= self.episodes - 1
+        restart = jnp.logical_and(ended, jnp.logical_not(last))
+        fresh = self.env.restart(key_restart, inner)
+        inner = jax.tree.map(lambda f, s: jax.lax.select(restart, f, s), fresh, inner)
+        obs = jnp.append(obs, restart.astype(obs.dtype))
+        new = EpisodesState(inner, state.episode + restart.astype(jnp.int32), state.time + 1)
+        info = {**info, "episode_ended": ended}
+        return obs, new, reward, jnp.logical_and(terminated, last), info
+
+    def observation_space(self, params=None) -> Box:
+        full = self.env.observation_space(params)
+        low, high = np.append(full.low, 0.0), np.append(full.high, 1.0)
         return Box.make(low, high, (full.shape[0] + 1,))
