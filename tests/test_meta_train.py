@@ -405,9 +405,10 @@ def test_meta_gradient_with_and_without_remat_equals_the_simplest_way():
     config = preset(
         "smoke", tasks=("catch",), kind="lin", units_per_task=2, inner_steps=2, rollout_len=5
     )
-    state = Pipeline(config).init()
+    pipeline = Pipeline(config)
+    state = pipeline.init()
     key = jax.random.key(3)
-    want = simple_meta_gradient(Pipeline(config))(state.meta_params, state.units, key)[0]
+    want = simple_meta_gradient(pipeline)(state.meta_params, state.units, key)[0]
     for remat in (True, False):
         p = Pipeline(dataclasses.replace(config, remat=remat))
         assert p.remat is remat

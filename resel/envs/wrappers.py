@@ -44,6 +44,11 @@ class ObservationMask(Wrapper):
         return Box.make(full.low[self.indices], full.high[self.indices], (self.indices.size,))
 
 
+def _one_more_entry(space: Box, low: float, high: float) -> Box:
+    """`space` with one more last entry bounded by [low, high]."""
+    return Box.make(np.append(space.low, low), np.append(space.high, high), (space.shape[0] + 1,))
+
+
 @struct.dataclass
 class RewardState:
     inner: object
@@ -67,10 +72,7 @@ class ObserveReward(Wrapper):
         return obs, RewardState(inner, inner.time), reward, terminated, info
 
     def observation_space(self, params=None) -> Box:
-        full = self.env.observation_space(params)
-        low = np.append(full.low, -np.inf)
-        high = np.append(full.high, np.inf)
-        return Box.make(low, high, (full.shape[0] + 1,))
+        return _one_more_entry(self.env.observation_space(params), -np.inf, np.inf)
 
 
 @struct.dataclass
@@ -127,6 +129,4 @@ class EpisodesPerTask(Wrapper):
         return obs, new, reward, jnp.logical_and(terminated, last), info
 
     def observation_space(self, params=None) -> Box:
-        full = self.env.observation_space(params)
-        low, high = np.append(full.low, 0.0), np.append(full.high, 1.0)
-        return Box.make(low, high, (full.shape[0] + 1,))
+        return _one_more_entry(self.env.observation_space(params), 0.0, 1.0)
