@@ -127,9 +127,10 @@ class Pipeline:
                     f"{n_dev} devices of the mesh"
                 )
         self.agents = [Agent(agent_config(config, t)) for t in config.tasks]
-        self.resets = jnp.asarray(
-            reset_indices(config.units_per_task, config.reset_interval, config.pipeline)
-        )
+        resets = reset_indices(config.units_per_task, config.reset_interval, config.pipeline)
+        self.resets = jnp.asarray(resets)
+        # the most units that reset at one step: only those are initialised, not all n
+        self.max_resets = int(np.bincount(resets).max())
         meta_tx = [optax.adam(config.meta_lr)]
         if config.meta_clip is not None:
             meta_tx.insert(0, optax.clip_by_global_norm(config.meta_clip))
@@ -147,13 +148,27 @@ class Pipeline:
             optax.scale(-self.config.agent_lr),
         )
 
-    def _fresh_units(self, agent: Agent, key: jax.Array, meta_params) -> Unit:
+    def _fresh_units(self, agent: Agent, keys: jax.Array, meta_params) -> Unit:
+        """One fresh unit (params, optimizer state, env) per key of `keys` (m,)."""
+
         def one(k):
             k_p, k_e = jax.random.split(k)
             params = agent.init_params(k_p)
             return Unit(params, self._learned(meta_params).init(params), agent.init_env(k_e))
 
-        return jax.vmap(one)(jax.random.split(key, self.config.units_per_task))
+        return jax.vmap(one)(keys)
+
+    def _reset_units(self, agent: Agent, units: Unit, key: jax.Array, meta_params, t) -> Unit:
+        """Units j with t mod reset_interval == r_j replaced by fresh ones (unit j from
+        split(key, n)[j]); only the at most `max_resets` of them are initialised."""
+        n = self.config.units_per_task
+        mask = (t % self.config.reset_interval) == self.resets
+        idx = jnp.nonzero(mask, size=self.max_resets, fill_value=n)[0]  # n: padding, dropped
+        keys = jax.random.split(key, n)[jnp.minimum(idx, n - 1)]
+        fresh = self._fresh_units(agent, keys, meta_params)
+        return jax.tree_util.tree_map(
+            lambda old, new: old.at[idx].set(new, mode="drop"), units, fresh
+        )
 
     def _shard_units(self, units):
         if self.mesh is None:
@@ -168,8 +183,11 @@ class Pipeline:
             meta_params = random_meta_params(key, self.config.kind)
         k_units = jax.random.split(key)[1]
         meta_params = jax.tree_util.tree_map(jnp.asarray, meta_params)
+        n = self.config.units_per_task
         units = tuple(
-            self._fresh_units(agent, jax.random.fold_in(k_units, i), meta_params)
+            self._fresh_units(
+                agent, jax.random.split(jax.random.fold_in(k_units, i), n), meta_params
+            )
             for i, agent in enumerate(self.agents)
         )
         state = MetaState(
@@ -237,13 +255,8 @@ class Pipeline:
         for i, (agent, units) in enumerate(zip(self.agents, state.units, strict=True)):
             k_task = jax.random.fold_in(jax.random.fold_in(key, t), i)
             k_reset, k_loss = jax.random.split(k_task)
-            fresh = self._fresh_units(agent, k_reset, state.meta_params)
-            mask = (t % self.config.reset_interval) == self.resets
-
-            def pick(new, old, mask=mask):
-                return jnp.where(mask.reshape(mask.shape + (1,) * (old.ndim - 1)), new, old)
-
-            units = self._shard_units(jax.tree_util.tree_map(pick, fresh, units))
+            units = self._reset_units(agent, units, k_reset, state.meta_params, t)
+            units = self._shard_units(units)
             (loss, units), grad = jax.value_and_grad(self.task_loss, has_aux=True)(
                 state.meta_params, units, agent, k_loss
             )

@@ -367,7 +367,12 @@ class PreEncoder(nn.Module):
 
 
 class EnsembleDense(nn.Module):
-    """n independent Dense layers as one batched op: (..., in) or (..., n, in) -> (..., n, out)."""
+    """n independent Dense layers as one batched op: (..., in) or (n, ..., in) -> (n, ..., out).
+
+    The ensemble axis leads so that XLA's batched matmul reads and writes contiguous blocks; with
+    it next to the features every layer paid two transposes (a quarter of the RESeL update's time
+    on CPU at the cpu preset).
+    """
 
     n: int
     features: int
@@ -381,8 +386,9 @@ class EnsembleDense(nn.Module):
             (self.n, fan_in, self.features),
         )
         bias = self.param("bias", nn.initializers.zeros, (self.n, self.features))
-        eq = "...i,nio->...no" if shared_input else "...ni,nio->...no"
-        return jnp.einsum(eq, x, kernel) + bias
+        eq = "...i,nio->n...o" if shared_input else "n...i,nio->n...o"
+        y = jnp.einsum(eq, x, kernel)
+        return y + bias.reshape((self.n,) + (1,) * (y.ndim - 2) + (self.features,))
 
 
 class _Embedder(nn.Module):
@@ -498,7 +504,7 @@ class MLPHead(nn.Module):
                 x = _linear(size, f"dense_{i}")(x)
             if i < len(sizes) - 1:
                 x = jax.nn.elu(x)
-        return x
+        return jnp.moveaxis(x, 0, -2) if self.n else x
 
 
 def tanh_gaussian_sample(

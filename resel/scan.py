@@ -8,7 +8,8 @@ Recurrence (per channel d and state index n), with a per-step reset flag `start`
 Shapes: u, dt: (batch, T, d); A: (d, n); B, C: (batch, T, n); D: (d,); start: (batch, T).
 
 - "parallel": `jax.lax.associative_scan` over time (fast on GPU/TPU; materialises (batch, T, d, n)).
-- "sequential": `jax.lax.scan` one step at a time (fastest on CPU; state (batch, d, n) only).
+- "sequential": `jax.lax.scan` one step at a time (fastest on CPU), with a hand-written backward
+  pass (a reverse-time scan) that stores one (T, batch, d, n) buffer where autodiff stored four.
 - "chunked": sequential over chunks, parallel inside each chunk (a middle ground).
 """
 
@@ -47,18 +48,80 @@ def _parallel(u, dt, A, B, C, start, h0):
     return jnp.einsum("btdn,btn->btd", h, C), h[:, -1]
 
 
-def _sequential(u, dt, A, B, C, start, h0):
-    def step(h, xs):
-        u_t, dt_t, B_t, C_t, s_t = xs
-        keep = (1.0 - s_t.astype(u.dtype))[:, None, None]
-        h = jnp.exp(dt_t[..., None] * A) * keep * h + (dt_t * u_t)[..., None] * B_t[:, None, :]
-        return h, jnp.einsum("bdn,bn->bd", h, C_t)
+def _time_major(x):
+    return jnp.swapaxes(x, 0, 1)
 
+
+@jax.custom_vjp
+def _sequential_scan(u, dt, A, B, C, start, h0):
+    y, h_last, _ = _sequential_forward(u, dt, A, B, C, start, h0)
+    return y, h_last
+
+
+def _sequential_forward(u, dt, A, B, C, start, h0):
+    """One step at a time; also returns every step's state before its update, (T, batch, d, n)."""
+    keep = 1.0 - start.astype(u.dtype)
+
+    def step(h, xs):
+        u_t, dt_t, B_t, C_t, k_t = xs
+        h_new = jnp.exp(dt_t[..., None] * A) * k_t[:, None, None] * h
+        h_new = h_new + (dt_t * u_t)[..., None] * B_t[:, None, :]
+        return h_new, (jnp.einsum("bdn,bn->bd", h_new, C_t), h)
+
+    xs = tuple(_time_major(x) for x in (u, dt, B, C, keep))
+    h_last, (y, h_prev) = jax.lax.scan(step, h0, xs)
+    return _time_major(y), h_last, h_prev
+
+
+def _sequential_fwd(u, dt, A, B, C, start, h0):
+    y, h_last, h_prev = _sequential_forward(u, dt, A, B, C, start, h0)
+    return (y, h_last), (u, dt, A, B, C, start, h_prev)
+
+
+def _sequential_bwd(res, cotangents):
+    """The reverse-time recurrence of the state's gradient g_t = dL/dh_t:
+
+        g_t = gy_t C_t + g_{t+1} dA_{t+1},   dA_t = exp(dt_t A) (1 - start_t)
+        du_t = dt_t <g_t, B_t>,   ddt_t = <g_t h_{t-1} dA_t, A> + u_t <g_t, B_t>
+        dA = sum_t,b g_t h_{t-1} dA_t dt_t,   dB_t = sum_d g_t dt_t u_t,   dC_t = sum_d gy_t h_t
+
+    Only h_{t-1} is stored by the forward pass (autodiff of the loop kept four such
+    (T, batch, d, n) buffers); dA_t and h_t are recomputed in the loop.
+    """
+    u, dt, A, B, C, start, h_prev = res
+    gy, g_last = cotangents
+    keep = 1.0 - start.astype(u.dtype)
+
+    def step(carry, xs):
+        g, gA = carry
+        u_t, dt_t, B_t, C_t, k_t, hp_t, gy_t = xs
+        dA_t = jnp.exp(dt_t[..., None] * A) * k_t[:, None, None]
+        dtu = dt_t * u_t
+        h_t = dA_t * hp_t + dtu[..., None] * B_t[:, None, :]
+        g = g + gy_t[..., None] * C_t[:, None, :]
+        g_dA = g * hp_t * dA_t
+        gB = jnp.einsum("bdn,bn->bd", g, B_t)
+        grads = (
+            gB * dt_t,  # du
+            jnp.einsum("bdn,dn->bd", g_dA, A) + gB * u_t,  # ddt
+            jnp.einsum("bdn,bd->bn", g, dtu),  # dB
+            jnp.einsum("bdn,bd->bn", h_t, gy_t),  # dC
+        )
+        return (g * dA_t, gA + jnp.einsum("bdn,bd->dn", g_dA, dt_t)), grads
+
+    xs = tuple(_time_major(x) for x in (u, dt, B, C, keep)) + (h_prev, _time_major(gy))
+    (g0, gA), (du, ddt, dB, dC) = jax.lax.scan(step, (g_last, jnp.zeros_like(A)), xs, reverse=True)
+    du, ddt, dB, dC = (_time_major(x) for x in (du, ddt, dB, dC))
+    return du, ddt, gA, dB, dC, jnp.zeros_like(start), g0
+
+
+_sequential_scan.defvjp(_sequential_fwd, _sequential_bwd)
+
+
+def _sequential(u, dt, A, B, C, start, h0):
     if h0 is None:
         h0 = jnp.zeros(u.shape[:1] + A.shape, u.dtype)
-    xs = tuple(jnp.swapaxes(x, 0, 1) for x in (u, dt, B, C, start))
-    h_last, y = jax.lax.scan(step, h0, xs)
-    return jnp.swapaxes(y, 0, 1), h_last
+    return _sequential_scan(u, dt, A, B, C, start, h0)
 
 
 def _chunked(u, dt, A, B, C, start, h0, chunk):

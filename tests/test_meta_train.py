@@ -42,6 +42,27 @@ def test_reset_schedule_covers_every_age():
     assert reset_indices(8, 72, pipeline=False).tolist() == [0] * 8
 
 
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_resets_initialise_only_resetting_units(pipelined):
+    """Unit j is replaced at step t iff t mod m == r_j, by the unit split(key, n)[j] initialises,
+    the rest are untouched: the same as building all n fresh units and selecting (the reference)."""
+    cfg = preset("smoke", tasks=("small_dense_short",), units_per_task=5, reset_interval=3,
+                 rollout_len=3, kind="lin", pipeline=pipelined)  # fmt: skip
+    p = Pipeline(cfg)
+    state = p.init(jax.random.key(0))
+    agent, units, key = p.agents[0], state.units[0], jax.random.key(7)
+    all_fresh = p._fresh_units(agent, jax.random.split(key, 5), state.meta_params)
+    replaced = set()
+    for t in range(6):
+        got = jax.jit(p._reset_units, static_argnums=0)(agent, units, key, state.meta_params, t)
+        mask = np.asarray(t % 3 == reset_indices(5, 3, pipelined))
+        replaced |= set(np.flatnonzero(mask))
+        for g, f, u in zip(*map(jax.tree_util.tree_leaves, (got, all_fresh, units)), strict=True):
+            m = mask.reshape((-1,) + (1,) * (u.ndim - 1))
+            np.testing.assert_array_equal(g, np.where(m, f, u))
+    assert replaced == set(range(5))
+
+
 def test_a2c_loss_matches_sequential_reference():
     agent = Agent(A2CConfig(task="small_dense_short", num_envs=3, rollout_len=7, reward_scale=2.0))
     params = agent.init_params(jax.random.key(0))

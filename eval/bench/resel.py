@@ -1,5 +1,6 @@
-"""`python -m eval bench resel`: RESeL's update time per context encoder, encoder forward+backward
-time against sequence length (Mamba vs GRU), and the selective scan parallel vs sequential/chunked.
+"""`python -m eval bench resel`: RESeL's update throughput against the machine's matmul
+throughput, update time per context encoder, encoder forward+backward time against sequence length
+(Mamba vs GRU), and the selective scan parallel vs sequential/chunked.
 
 All times are medians measured in this run; ratios are against the GRU (or the sequential scan)
 measured in the same run, since a shared CPU varies by about +-30% from run to run.
@@ -44,6 +45,49 @@ def _filled_trainer(cfg, encoder: str, scan: str | None = None):
 
     buf = jax.jit(fill)(state.buffer, jax.random.PRNGKey(1))
     return trainer, state.agent, buf
+
+
+def matmul_flops_per_s(n: int = 1024, repeats: int = 5) -> float:
+    """The machine's dense f32 matmul throughput (FLOP/s): an (n, n) @ (n, n) product, 2 n^3 FLOPs."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
+    f = jax.jit(jnp.matmul)
+    return 2 * n**3 / time_fn(lambda: f(a, a + 1.0), repeats=repeats)
+
+
+def compiled_flops(jitted, *args) -> float:
+    """FLOPs of the compiled program by XLA's cost analysis (a while loop's body counts once)."""
+    cost = jitted.lower(*args).compile().cost_analysis()
+    return float((cost[0] if isinstance(cost, list) else cost)["flops"])
+
+
+def bench_throughput(encoders, repeats: int) -> None:
+    """One update of the cpu preset on Pendulum-P as training runs it (200-step episodes, its
+    batch layout, a buffer filled by the warm-up), FLOP/s as a fraction of the matmul's."""
+    from resel import config as C
+    from resel import envs, train
+
+    env, params = envs.make("Pendulum-P")
+    peak = matmul_flops_per_s(repeats=repeats)
+    print(f"\n## One update (cpu preset, Pendulum-P) vs matmul throughput "
+          f"({peak / 1e9:.1f} GFLOP/s for 1024x1024 @ 1024x1024, measured in this run)")  # fmt: skip
+    print("| encoder | batch positions | update ms | GFLOP per update | GFLOP/s | of matmul |")
+    print("|---|---|---|---|---|---|")
+    for enc in encoders:
+        cfg = C.preset("cpu", "Pendulum-P")
+        cfg = dataclasses.replace(cfg, net=dataclasses.replace(cfg.net, encoder=enc))
+        trainer = train.make_train(cfg, env, params)
+        state = trainer.warmup(trainer.init(jax.random.PRNGKey(0)[None]))
+        state = jax.tree.map(lambda x: x[0], state)
+        args = (state.agent, state.buffer, jax.random.PRNGKey(2))
+        t = time_fn(lambda: trainer.update(*args), repeats=max(repeats, 10))
+        flops = compiled_flops(trainer.update, *args)
+        pos = trainer.layout.rows * trainer.layout.row_len
+        print(f"| {enc} | {pos} | {1e3 * t:.1f} | {flops / 1e9:.2f} | {flops / t / 1e9:.1f} | "
+              f"{flops / t / peak:.0%} |", flush=True)  # fmt: skip
+    print(
+        "FLOPs: XLA's cost analysis of the compiled update; it counts a while loop's body once,"
+        " so the sequential scan's per-step work is under-counted (a conservative fraction)."
+    )
 
 
 def bench_updates(presets, encoders, repeats: int) -> None:
@@ -140,7 +184,8 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m eval bench resel", description=__doc__)
     p.add_argument("--quick", action="store_true", help="cpu sizes and short lengths only")
     p.add_argument("--repeats", type=int, default=3, help="timed repetitions (median)")
-    p.add_argument("--skip", nargs="*", default=[], choices=["updates", "encoders", "scans"],
+    p.add_argument("--skip", nargs="*", default=[],
+                   choices=["throughput", "updates", "encoders", "scans"],
                    help="parts of the benchmark to leave out")  # fmt: skip
     args = p.parse_args(argv)
     print(f"# RESeL benchmark on {jax.default_backend()} ({jax.device_count()} device(s)); "
@@ -150,6 +195,8 @@ def main(argv: list[str]) -> int:
     print(default_method())
     presets = ["cpu"] if args.quick else ["cpu", "paper"]
     lengths = [250, 500] if args.quick else [250, 500, 1000, 2000, 4000]
+    if "throughput" not in args.skip:
+        bench_throughput(["mamba", "gru", "none"], args.repeats)
     if "updates" not in args.skip:
         bench_updates(presets, ["gru", "mamba", "transformer", "none"], args.repeats)
     if "encoders" not in args.skip:
