@@ -47,11 +47,12 @@ def _filled_trainer(cfg, encoder: str, scan: str | None = None):
     return trainer, state.agent, buf
 
 
-def matmul_flops_per_s(n: int = 1024, repeats: int = 5) -> float:
-    """The machine's dense f32 matmul throughput (FLOP/s): an (n, n) @ (n, n) product, 2 n^3 FLOPs."""
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
+def matmul_flops_per_s(b: int, m: int, k: int, n: int, repeats: int = 20) -> float:
+    """The machine's f32 matmul throughput (FLOP/s) for (b, m, k) @ (b, k, n): 2 b m k n FLOPs."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (b, m, k))
+    y = jax.random.normal(jax.random.PRNGKey(1), (b, k, n))
     f = jax.jit(jnp.matmul)
-    return 2 * n**3 / time_fn(lambda: f(a, a + 1.0), repeats=repeats)
+    return 2 * b * m * k * n / time_fn(lambda: f(x, y), repeats=repeats)
 
 
 def compiled_flops(jitted, *args) -> float:
@@ -67,11 +68,17 @@ def bench_throughput(encoders, repeats: int) -> None:
     from resel import envs, train
 
     env, params = envs.make("Pendulum-P")
-    peak = matmul_flops_per_s(repeats=repeats)
-    print(f"\n## One update (cpu preset, Pendulum-P) vs matmul throughput "
-          f"({peak / 1e9:.1f} GFLOP/s for 1024x1024 @ 1024x1024, measured in this run)")  # fmt: skip
-    print("| encoder | batch positions | update ms | GFLOP per update | GFLOP/s | of matmul |")
-    print("|---|---|---|---|---|---|")
+    net = C.preset("cpu", "Pendulum-P").net
+    peak = matmul_flops_per_s(1, 1024, 1024, 1024, repeats=max(repeats, 20))
+    # the critic ensemble's hidden layer over the batch: the update's largest matmuls
+    small = matmul_flops_per_s(net.n_critics, 512, net.hidden, net.hidden, repeats=max(repeats, 20))
+    print(f"\n## One update (cpu preset, Pendulum-P) vs matmul throughput measured in this run: "
+          f"{peak / 1e9:.1f} GFLOP/s for 1024x1024 @ 1024x1024, {small / 1e9:.1f} GFLOP/s for "
+          f"the critic layer's ({net.n_critics}, 512, {net.hidden}) @ "
+          f"({net.n_critics}, {net.hidden}, {net.hidden})")  # fmt: skip
+    print("| encoder | batch positions | update ms | GFLOP per update | GFLOP/s | of 1024^2 matmul "
+          "| of critic-layer matmul |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for enc in encoders:
         cfg = C.preset("cpu", "Pendulum-P")
         cfg = dataclasses.replace(cfg, net=dataclasses.replace(cfg.net, encoder=enc))
@@ -79,11 +86,11 @@ def bench_throughput(encoders, repeats: int) -> None:
         state = trainer.warmup(trainer.init(jax.random.PRNGKey(0)[None]))
         state = jax.tree.map(lambda x: x[0], state)
         args = (state.agent, state.buffer, jax.random.PRNGKey(2))
-        t = time_fn(lambda: trainer.update(*args), repeats=max(repeats, 10))
+        t = time_fn(lambda tr=trainer, a=args: tr.update(*a), repeats=max(repeats, 10))
         flops = compiled_flops(trainer.update, *args)
         pos = trainer.layout.rows * trainer.layout.row_len
         print(f"| {enc} | {pos} | {1e3 * t:.1f} | {flops / 1e9:.2f} | {flops / t / 1e9:.1f} | "
-              f"{flops / t / peak:.0%} |", flush=True)  # fmt: skip
+              f"{flops / t / peak:.0%} | {flops / t / small:.0%} |", flush=True)  # fmt: skip
     print(
         "FLOPs: XLA's cost analysis of the compiled update; it counts a while loop's body once,"
         " so the sequential scan's per-step work is under-counted (a conservative fraction)."
