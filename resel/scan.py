@@ -121,7 +121,7 @@ _sequential_scan.defvjp(_sequential_fwd, _sequential_bwd)
 def _sequential(u, dt, A, B, C, start, h0):
     if h0 is None:
         h0 = jnp.zeros(u.shape[:1] + A.shape, u.dtype)
-    return _sequential_scan(u, dt, A, B, C, start, h0)
+    return _sequential_scan(u, dt, A, B, C, start.astype(u.dtype), h0)
 
 
 def _chunked(u, dt, A, B, C, start, h0, chunk):
