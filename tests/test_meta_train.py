@@ -53,8 +53,9 @@ def test_resets_initialise_only_resetting_units(pipelined):
     agent, units, key = p.agents[0], state.units[0], jax.random.key(7)
     all_fresh = p._fresh_units(agent, jax.random.split(key, 5), state.meta_params)
     replaced = set()
+    reset = jax.jit(p._reset_units, static_argnums=0)
     for t in range(6):
-        got = jax.jit(p._reset_units, static_argnums=0)(agent, units, key, state.meta_params, t)
+        got = reset(agent, units, key, state.meta_params, jnp.int32(t))
         mask = np.asarray(t % 3 == reset_indices(5, 3, pipelined))
         replaced |= set(np.flatnonzero(mask))
         for g, f, u in zip(*map(jax.tree_util.tree_leaves, (got, all_fresh, units)), strict=True):
