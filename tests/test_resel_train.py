@@ -277,3 +277,26 @@ def test_encoder_none_drops_exactly_the_encoder_patterns():
     assert kept == (("context_encoder/Dense_0", "sgd(0.3)"), ("default", "sgd(1.0)"))
     with pytest.raises(ValueError, match="given more than once"):  # optim4rl.SpecError
         C.Config(policy_optim=(("head", "sgd(1)"), ("head", "sgd(2)")))
+
+
+def test_cpu_preset_scales_the_encoder_lr_on_the_classic_pomdps_only():
+    """cpu preset: 10x the paper's context-encoder lr on -P/-V tasks (per-task exceptions
+    included), still below the heads' lrs; the paper's elsewhere; the heads' lrs untouched."""
+
+    def lrs(cfg):
+        return {
+            (net, p): optim4rl.specs.parse_spec(s)[2]["learning_rate"]
+            for net in ("policy_optim", "critic_optim")
+            for p, s in getattr(cfg, net)
+        }
+
+    for env, factor in (("Pendulum-V", 10), ("Walker2d-P", 10), ("Ant-V", 10), ("AntDir", 1)):
+        paper, cpu = lrs(C.preset("paper", env)), lrs(C.preset("cpu", env))
+        for (net, p), lr in cpu.items():
+            want = paper[net, p] * (factor if p == "context_encoder" else 1)
+            assert lr == pytest.approx(want), (env, net, p)
+        for net in ("policy_optim", "critic_optim"):
+            assert cpu[net, "context_encoder"] < cpu[net, "default"], (env, net)
+    assert lrs(C.preset("cpu", "Pendulum-V", policy_optim=C.module_optims(1e-5, 3e-4)))[
+        "policy_optim", "context_encoder"
+    ] == pytest.approx(1e-5)  # an explicit override wins
