@@ -52,6 +52,14 @@ def _time_major(x):
     return jnp.swapaxes(x, 0, 1)
 
 
+def _state_update(h, u_t, dt_t, A, B_t, keep_t):
+    """One step: dA_t = exp(dt_t A) keep_t, h_t = dA_t h + dt_t u_t B_t; returns (h_t, dA_t).
+
+    h (batch, d, n), u_t/dt_t (batch, d), B_t (batch, n), keep_t (batch,) = 1 - start_t."""
+    dA_t = jnp.exp(dt_t[..., None] * A) * keep_t[:, None, None]
+    return dA_t * h + (dt_t * u_t)[..., None] * B_t[:, None, :], dA_t
+
+
 @jax.custom_vjp
 def _sequential_scan(u, dt, A, B, C, start, h0):
     y, h_last, _ = _sequential_forward(u, dt, A, B, C, start, h0)
@@ -59,23 +67,22 @@ def _sequential_scan(u, dt, A, B, C, start, h0):
 
 
 def _sequential_forward(u, dt, A, B, C, start, h0):
-    """One step at a time; also returns every step's state before its update, (T, batch, d, n)."""
-    keep = 1.0 - start.astype(u.dtype)
+    """One step at a time; also returns the time-major inputs and every step's state before its
+    update, h_{t-1} (T, batch, d, n), for the backward pass."""
 
     def step(h, xs):
         u_t, dt_t, B_t, C_t, k_t = xs
-        h_new = jnp.exp(dt_t[..., None] * A) * k_t[:, None, None] * h
-        h_new = h_new + (dt_t * u_t)[..., None] * B_t[:, None, :]
+        h_new, _ = _state_update(h, u_t, dt_t, A, B_t, k_t)
         return h_new, (jnp.einsum("bdn,bn->bd", h_new, C_t), h)
 
-    xs = tuple(_time_major(x) for x in (u, dt, B, C, keep))
+    xs = tuple(_time_major(x) for x in (u, dt, B, C, 1.0 - start))
     h_last, (y, h_prev) = jax.lax.scan(step, h0, xs)
-    return _time_major(y), h_last, h_prev
+    return _time_major(y), h_last, (xs, h_prev)
 
 
 def _sequential_fwd(u, dt, A, B, C, start, h0):
-    y, h_last, h_prev = _sequential_forward(u, dt, A, B, C, start, h0)
-    return (y, h_last), (u, dt, A, B, C, start, h_prev)
+    y, h_last, (xs, h_prev) = _sequential_forward(u, dt, A, B, C, start, h0)
+    return (y, h_last), (A, start, xs, h_prev)
 
 
 def _sequential_bwd(res, cotangents):
@@ -88,28 +95,25 @@ def _sequential_bwd(res, cotangents):
     Only h_{t-1} is stored by the forward pass (autodiff of the loop kept four such
     (T, batch, d, n) buffers); dA_t and h_t are recomputed in the loop.
     """
-    u, dt, A, B, C, start, h_prev = res
+    A, start, xs, h_prev = res
     gy, g_last = cotangents
-    keep = 1.0 - start.astype(u.dtype)
 
     def step(carry, xs):
         g, gA = carry
         u_t, dt_t, B_t, C_t, k_t, hp_t, gy_t = xs
-        dA_t = jnp.exp(dt_t[..., None] * A) * k_t[:, None, None]
-        dtu = dt_t * u_t
-        h_t = dA_t * hp_t + dtu[..., None] * B_t[:, None, :]
+        h_t, dA_t = _state_update(hp_t, u_t, dt_t, A, B_t, k_t)
         g = g + gy_t[..., None] * C_t[:, None, :]
         g_dA = g * hp_t * dA_t
         gB = jnp.einsum("bdn,bn->bd", g, B_t)
         grads = (
             gB * dt_t,  # du
             jnp.einsum("bdn,dn->bd", g_dA, A) + gB * u_t,  # ddt
-            jnp.einsum("bdn,bd->bn", g, dtu),  # dB
+            jnp.einsum("bdn,bd->bn", g, dt_t * u_t),  # dB
             jnp.einsum("bdn,bd->bn", h_t, gy_t),  # dC
         )
         return (g * dA_t, gA + jnp.einsum("bdn,bd->dn", g_dA, dt_t)), grads
 
-    xs = tuple(_time_major(x) for x in (u, dt, B, C, keep)) + (h_prev, _time_major(gy))
+    xs = xs + (h_prev, _time_major(gy))
     (g0, gA), (du, ddt, dB, dC) = jax.lax.scan(step, (g_last, jnp.zeros_like(A)), xs, reverse=True)
     du, ddt, dB, dC = (_time_major(x) for x in (du, ddt, dB, dC))
     return du, ddt, gA, dB, dC, jnp.zeros_like(start), g0
@@ -188,6 +192,5 @@ def selective_step(
     start: jax.Array,
 ) -> tuple[jax.Array, jax.Array]:
     """One step of the recurrence for acting: h (batch, d, n), u/dt (batch, d), B/C (batch, n)."""
-    keep = (1.0 - start.astype(u.dtype))[:, None, None]
-    h = jnp.exp(dt[..., None] * A) * keep * h + (dt * u)[..., None] * B[:, None, :]
+    h, _ = _state_update(h, u, dt, A, B, 1.0 - start.astype(u.dtype))
     return jnp.einsum("bdn,bn->bd", h, C) + D * u, h
