@@ -107,6 +107,13 @@ def _linear_bwd(residuals, dy):
 _linear.defvjp(_linear_fwd, _linear_bwd)
 
 
+def _sigmoid(x: jax.Array) -> jax.Array:
+    """s(x) = (1 + tanh(x / 2)) / 2: equal to 1 / (1 + exp(-x)) to float32 rounding, and on CPU
+    cheaper inside the fused GRU step (XLA's rational tanh instead of exp and a division; an
+    Optim4RL update at 1e6 parameters 9-25% faster in interleaved runs)."""
+    return 0.5 * jnp.tanh(0.5 * x) + 0.5
+
+
 def gru_step(p: MetaParams, x: jax.Array, h: jax.Array) -> jax.Array:
     """One flax-GRUCell step for every coordinate at once, feature-last.
 
@@ -117,8 +124,8 @@ def gru_step(p: MetaParams, x: jax.Array, h: jax.Array) -> jax.Array:
     gate = lambda i, hidden: (
         _linear(p[i]["kernel"], x) + p[i]["bias"] + _linear(p[hidden]["kernel"], h)
     )
-    r = jax.nn.sigmoid(gate("ir", "hr"))
-    z = jax.nn.sigmoid(gate("iz", "hz"))
+    r = _sigmoid(gate("ir", "hr"))
+    z = _sigmoid(gate("iz", "hz"))
     n_in = _linear(p["in"]["kernel"], x) + p["in"]["bias"]
     n = jnp.tanh(n_in + r * (_linear(p["hn"]["kernel"], h) + p["hn"]["bias"]))
     return (1.0 - z) * n + z * h

@@ -2,6 +2,8 @@
 
 Parameter trees shaped like an MLP (several leaves of mixed sizes) with 1e4, 1e5 and 1e6 scalars; each
 update is jitted, timed after compilation, and reported with its ratio to adamw on the same tree.
+One more row, "optim4rl GRUs only", times the two GRU steps of Optim4RL by themselves (no clip, no
+head, no optax plumbing): the arithmetic that any implementation of the method has to do.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import optax
 
 import optim4rl
 from eval.bench.timing import time_fn
+from optim4rl import networks
 
 
 def mlp_like_tree(n: int, key: jax.Array) -> dict[str, jax.Array]:
@@ -30,6 +33,24 @@ def mlp_like_tree(n: int, key: jax.Array) -> dict[str, jax.Array]:
     return {k: jax.random.normal(kk, s) for kk, (k, s) in zip(keys, shapes.items(), strict=True)}
 
 
+def optim4rl_grus(meta_params: networks.MetaParams) -> optax.TransformUpdateFn:
+    """Optim4RL's two GRU steps on every leaf, h1 <- GRU1(h1, g), h2 <- GRU2(h2, g^2), as an update
+    function with the learned transform's signature (the reference row of the table)."""
+
+    def leaf(g: jax.Array, h1: jax.Array, h2: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return (
+            networks.gru_step(meta_params["gru_g"], g[..., None], h1),
+            networks.gru_step(meta_params["gru_g2"], (g * g)[..., None], h2),
+        )
+
+    def update(grads, state, params=None):
+        del params
+        (inner, _) = state  # optim4rl.learned's chain: (LearnedOptimizerState, scale state)
+        return jax.tree_util.tree_map(leaf, grads, *inner.hidden)
+
+    return update
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval bench optimizer")
     parser.add_argument(
@@ -41,6 +62,11 @@ def main(argv: list[str]) -> int:
     optimizers = {"adamw": optax.adamw(1e-3)}
     for kind in optim4rl.KINDS:
         optimizers[kind] = optim4rl.learned(1e-3, optim4rl.init_meta_params(key, kind), kind)
+    meta_params = optim4rl.init_meta_params(key, "optim4rl")
+    grus_only = optax.GradientTransformation(
+        optimizers["optim4rl"].init, optim4rl_grus(meta_params)
+    )
+    optimizers["optim4rl GRUs only"] = grus_only
     print(f"backend: {jax.default_backend()}, devices: {len(jax.devices())}")
     print("| params | optimizer | update (ms) | ratio to adamw |")
     print("|---:|---|---:|---:|")
