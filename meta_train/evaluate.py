@@ -271,6 +271,10 @@ def main(argv: list[str]) -> int:
     adam_lrs = {}
     if args.baselines:
         tuned = json.loads(Path(args.baselines).read_text())["results"]
+        missing = [t for t in ec.tasks if "adam" not in tuned.get(t, {})]
+        if missing:
+            print(f"error: {args.baselines} has no Adam result for {missing}", file=sys.stderr)
+            return 2
         adam_lrs = {task: r["adam"]["lr"] for task, r in tuned.items()}
     elif args.adam_lr:
         adam_lrs = dict.fromkeys(ec.tasks, args.adam_lr)

@@ -374,8 +374,23 @@ def test_evaluate_cli_picks_each_methods_best_lr(tmp_path):
         hyperparameters={"learning_rate": 1e-3},
         reward_scale={"small_dense_short": 10.0},
     )
+    # Adam's lr from a one-cell `baselines` run (its per-seed finals, mean and standard error)
+    bl = ["baselines", "--preset", "smoke", "--optimizers", "adam", "--lrs", "1e-2"]
+    assert cli([*bl, "--out", str(tmp_path / "bl")]) == 0
+    tuned = json.loads((tmp_path / "bl" / "baselines.json").read_text())
+    adam = tuned["results"]["small_dense_short"]["adam"]
+    assert set(tuned["results"]["small_dense_short"]) == {"adam"} and adam["lr"] == 1e-2
+    finals = np.asarray(adam["finals"]["0.01"])
+    assert finals.shape == (2,)
+    np.testing.assert_allclose(adam["scores"]["0.01"], finals.mean(), rtol=1e-6)
+    np.testing.assert_allclose(adam["stderr"]["0.01"], abs(finals[0] - finals[1]) / 2, rtol=1e-5)
     argv = ["evaluate", str(ckpt), "--preset", "smoke", "--lr", "3e-3", "3e-2"]
-    assert cli([*argv, "--adam-lr", "1e-2", "--out", str(tmp_path / "ev")]) == 0
+    no_adam = tmp_path / "rmsprop_only.json"
+    no_adam.write_text(json.dumps({"results": {"small_dense_short": {"rmsprop": {"lr": 0.01}}}}))
+    assert cli([*argv, "--baselines", str(no_adam), "--out", str(tmp_path / "ev")]) == 2
+    assert not (tmp_path / "ev").exists()
+    baselines = str(tmp_path / "bl" / "baselines.json")
+    assert cli([*argv, "--baselines", baselines, "--out", str(tmp_path / "ev")]) == 0
     result = json.loads((tmp_path / "ev" / "eval.json").read_text())
     task = result["results"]["small_dense_short"]
     assert task["reward_scale"] == 10.0
