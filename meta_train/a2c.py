@@ -3,7 +3,10 @@
 Network (spec section 3, the authors' release): small maps flatten -> Dense32 -> ReLU; Catch
 flatten -> Dense256 -> ReLU; big maps Conv(16, 2x2, over rows x cols, channels as features) -> ReLU
 -> flatten -> Dense32 -> ReLU; heads Dense(num_actions) logits and Dense(1) value. The width is
-`A2CConfig.hidden` (None: 256 on Catch, 32 on the gridworlds).
+`A2CConfig.hidden` (None: 256 on Catch, 32 on the gridworlds). `A2CConfig.conv_layout="release"`
+builds the release's big-map conv instead: the observation channel-first, (k + 1, rows, cols), as
+its gridworld returns it, fed to a flax Conv that takes the last axis as features, so the 2x2
+window slides over (object channel x row) with the columns as features, SAME padding.
 
 Loss on a rollout of T steps from E environments, with lambda-returns G (targets use the values
 under stop_gradient, bootstrapped from V(s_T), cut at episode ends):
@@ -25,6 +28,8 @@ import optax
 
 from meta_train import envs
 
+CONV_LAYOUTS = ("spatial", "release")
+
 
 class ActorCritic(nn.Module):
     """Policy logits and state value from a `(..., rows, cols, channels)` observation."""
@@ -32,12 +37,16 @@ class ActorCritic(nn.Module):
     num_actions: int
     conv: bool
     hidden: int = 32
+    conv_layout: str = "spatial"  # or "release" (see the module docstring)
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         batch = obs.shape[:-3]
         x = obs.reshape((-1, *obs.shape[-3:]))
-        if self.conv:
+        if self.conv and self.conv_layout == "release":
+            x = jnp.moveaxis(x, -1, 1)  # (N, k + 1, rows, cols): channel x row window
+            x = nn.relu(nn.Conv(16, (2, 2), padding="SAME", name="conv")(x))
+        elif self.conv:
             x = nn.relu(nn.Conv(16, (2, 2), padding="VALID", name="conv")(x))
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(nn.Dense(self.hidden, name="torso")(x))
@@ -61,9 +70,14 @@ class A2CConfig:
     reward_scale: float = 1.0
     hidden: int | None = None  # torso width; None: the authors' (envs.hidden_units(task))
     grad_clip: float | None = None  # element-wise clip of the gradient before any optimizer
+    conv_layout: str = "spatial"  # big maps: "spatial" (ours) or "release" (the authors' layout)
 
     def __post_init__(self):
         envs.check_task(self.task)
+        if self.conv_layout not in CONV_LAYOUTS:
+            raise ValueError(
+                f"A2CConfig.conv_layout must be one of {CONV_LAYOUTS}, got {self.conv_layout!r}"
+            )
         for name in ("rollout_len", "num_envs", "num_updates"):
             if getattr(self, name) < 1:
                 raise ValueError(f"A2CConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -101,7 +115,9 @@ class Agent:
     def __init__(self, config: A2CConfig):
         self.config = config
         self.env, self.env_params = envs.make(config.task)
-        self.net = ActorCritic(self.env.num_actions, envs.uses_conv(config.task), config.width)
+        self.net = ActorCritic(
+            self.env.num_actions, envs.uses_conv(config.task), config.width, config.conv_layout
+        )
         obs_shape = self.env.observation_space(self.env_params).shape
         self._dummy = jnp.zeros((1, *obs_shape), jnp.float32)
 

@@ -33,7 +33,7 @@ import optax
 from tqdm.auto import tqdm
 
 from meta_train import envs
-from meta_train.a2c import A2CConfig, make_train_fn, window_returns
+from meta_train.a2c import CONV_LAYOUTS, A2CConfig, make_train_fn, window_returns
 from meta_train.run import atomic_write
 
 LR_GRID = (3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
@@ -58,6 +58,7 @@ class EvalConfig:
     env_steps: dict[str, int] = field(default_factory=dict)
     final_fraction: float = 0.1
     grad_clip: float | None = 1.0
+    conv_layout: str = "spatial"  # the big maps' network (A2CConfig.conv_layout)
 
     def __post_init__(self):
         for task in (*self.tasks, *self.env_steps):
@@ -80,6 +81,7 @@ class EvalConfig:
             num_updates=self.updates(task),
             reward_scale=reward_scale,
             grad_clip=self.grad_clip,
+            conv_layout=self.conv_layout,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -215,6 +217,12 @@ def add_eval_options(parser: argparse.ArgumentParser) -> None:
         help="env steps per agent: N for every task, or SMALL,BIG for the small and big maps "
         "(e.g. 3e6,1e6); replaces --updates",
     )
+    parser.add_argument(
+        "--conv-layout",
+        choices=CONV_LAYOUTS,
+        help="the big maps' conv: spatial (default: 2x2 over rows x cols) or release (the "
+        "authors' release: over object channel x row, columns as features)",
+    )
 
 
 def _env_steps(text: str, tasks: tuple[str, ...]) -> dict[str, int]:
@@ -238,6 +246,8 @@ def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
         ec = replace(ec, num_updates=args.updates, env_steps={})
     if getattr(args, "env_steps", None):
         ec = replace(ec, env_steps=_env_steps(args.env_steps, ec.tasks))
+    if getattr(args, "conv_layout", None):
+        ec = replace(ec, conv_layout=args.conv_layout)
     return ec
 
 

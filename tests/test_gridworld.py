@@ -173,3 +173,33 @@ def test_catch_rewards():
     for i in range(3):
         assert play(jax.random.key(i), True) == (1.0, 9)
         assert play(jax.random.key(i), False)[0] == -1.0
+
+
+@pytest.mark.parametrize("layout", ["spatial", "release"])
+def test_big_map_conv_layouts_by_hand(layout):
+    """The big maps' first layer against a NumPy loop: "spatial" slides a 2x2 window over rows x
+    cols with the k + 1 object channels as features (VALID); "release" is the authors' layout, a
+    window over (channel x row) of the channel-first observation with the columns as features,
+    zero-padded at the end (flax's SAME for an even kernel)."""
+    from meta_train.a2c import A2CConfig, ActorCritic
+
+    env, params = envs.make("big_sparse_long")
+    obs, _ = env.reset(jax.random.key(0), params)
+    obs = obs + jax.random.uniform(jax.random.key(1), obs.shape)  # not only 0/1 entries
+    net = ActorCritic(env.num_actions, True, 32, layout)
+    variables = net.init(jax.random.key(2), obs[None])
+    conv = variables["params"]["conv"]
+    _, state = net.apply(variables, obs[None], capture_intermediates=True, mutable=True)
+    got = np.asarray(state["intermediates"]["conv"]["__call__"][0][0])
+    x = np.asarray(obs) if layout == "spatial" else np.moveaxis(np.asarray(obs), -1, 0)
+    if layout == "release":
+        x = np.pad(x, ((0, 1), (0, 1), (0, 0)))
+    kernel, bias = np.asarray(conv["kernel"]), np.asarray(conv["bias"])
+    rows, cols = x.shape[0] - 1, x.shape[1] - 1
+    want = np.zeros((rows, cols, 16))
+    for i in range(rows):
+        for j in range(cols):
+            want[i, j] = np.einsum("abc,abcf->f", x[i : i + 2, j : j + 2], kernel) + bias
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="conv_layout"):
+        A2CConfig(task="big_sparse_long", conv_layout="channels")
