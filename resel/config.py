@@ -181,9 +181,15 @@ def _scale_ce_lr(specs: optim4rl.ModuleSpecs, factor: float) -> optim4rl.ModuleS
     return assign(specs, "context_encoder", adamw(kwargs["learning_rate"] * factor))
 
 
+# the cpu preset's per-task exceptions, chosen by experiment (docs/resel.md): with velocities only,
+# Pendulum needs the paper's one update per env step to reach -250 by 50k steps on every seed
+# (at 1:2 two of six seeds did); the other tasks reach their targets at 1:2
+CPU_TASK_OVERRIDES: dict[str, dict[str, Any]] = {"Pendulum-V": {"env_steps_per_update": 1}}
+
+
 def cpu(env_name: str = "", **overrides: Any) -> Config:
-    """Scaled down for 2 CPU cores: narrower networks, half the update rate, 50k steps, and on
-    the classic POMDPs a 10x context-encoder lr (`CPU_CE_LR_SCALE`)."""
+    """Scaled down for 2 CPU cores: narrower networks, half the update rate, 50k steps, on the
+    classic POMDPs a 10x context-encoder lr (`CPU_CE_LR_SCALE`), and `CPU_TASK_OVERRIDES`."""
     base = paper(env_name)
     kw: dict[str, Any] = dict(
         net=CPU_NET,
@@ -198,6 +204,7 @@ def cpu(env_name: str = "", **overrides: Any) -> Config:
     if factor is not None:
         kw["policy_optim"] = _scale_ce_lr(base.policy_optim, factor)
         kw["critic_optim"] = _scale_ce_lr(base.critic_optim, factor)
+    kw.update(CPU_TASK_OVERRIDES.get(env_name, {}))
     kw.update(overrides)
     return dataclasses.replace(base, **kw)
 

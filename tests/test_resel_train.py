@@ -281,7 +281,8 @@ def test_encoder_none_drops_exactly_the_encoder_patterns():
 
 def test_cpu_preset_scales_the_encoder_lr_on_the_classic_pomdps_only():
     """cpu preset: 10x the paper's context-encoder lr on -P/-V tasks (per-task exceptions
-    included), still below the heads' lrs; the paper's elsewhere; the heads' lrs untouched."""
+    included), still below the heads' lrs; the paper's elsewhere; the heads' lrs untouched; and
+    its per-task update-ratio exception, which an explicit override beats."""
 
     def lrs(cfg):
         return {
@@ -297,6 +298,10 @@ def test_cpu_preset_scales_the_encoder_lr_on_the_classic_pomdps_only():
             assert lr == pytest.approx(want), (env, net, p)
         for net in ("policy_optim", "critic_optim"):
             assert cpu[net, "context_encoder"] < cpu[net, "default"], (env, net)
+    # the update ratio: the paper's 1:1 on Pendulum-V (CPU_TASK_OVERRIDES), 1:2 elsewhere
+    assert C.preset("cpu", "Pendulum-V").env_steps_per_update == 1
+    assert C.preset("cpu", "Pendulum-P").env_steps_per_update == 2
+    assert C.preset("cpu", "Pendulum-V", env_steps_per_update=2).env_steps_per_update == 2
     assert lrs(C.preset("cpu", "Pendulum-V", policy_optim=C.module_optims(1e-5, 3e-4)))[
         "policy_optim", "context_encoder"
     ] == pytest.approx(1e-5)  # an explicit override wins
