@@ -43,11 +43,12 @@ class ActorCritic(nn.Module):
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         batch = obs.shape[:-3]
         x = obs.reshape((-1, *obs.shape[-3:]))
-        if self.conv and self.conv_layout == "release":
-            x = jnp.moveaxis(x, -1, 1)  # (N, k + 1, rows, cols): channel x row window
-            x = nn.relu(nn.Conv(16, (2, 2), padding="SAME", name="conv")(x))
-        elif self.conv:
-            x = nn.relu(nn.Conv(16, (2, 2), padding="VALID", name="conv")(x))
+        if self.conv:
+            release = self.conv_layout == "release"
+            if release:
+                x = jnp.moveaxis(x, -1, 1)  # (N, k + 1, rows, cols): channel x row window
+            padding = "SAME" if release else "VALID"
+            x = nn.relu(nn.Conv(16, (2, 2), padding=padding, name="conv")(x))
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(nn.Dense(self.hidden, name="torso")(x))
         logits = nn.Dense(self.num_actions, name="policy")(x)
