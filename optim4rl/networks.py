@@ -107,11 +107,24 @@ def _linear_bwd(residuals, dy):
 _linear.defvjp(_linear_fwd, _linear_bwd)
 
 
+@jax.custom_jvp
 def _sigmoid(x: jax.Array) -> jax.Array:
     """s(x) = (1 + tanh(x / 2)) / 2: equal to 1 / (1 + exp(-x)) to float32 rounding, and on CPU
     cheaper inside the fused GRU step (XLA's rational tanh instead of exp and a division; an
-    Optim4RL update at 1e6 parameters 9-25% faster in interleaved runs)."""
+    Optim4RL update at 1e6 parameters 9-25% faster in interleaved runs).
+
+    Derivative s' = s (1 - s), from the output as `jax.nn.sigmoid` has it. Autodiff of the tanh
+    form keeps tanh(x / 2) as a second residual, which XLA recomputes inside many backward
+    fusions: a cpu-preset meta-iteration took 1.4 s with it against 0.4 s with this rule.
+    """
     return 0.5 * jnp.tanh(0.5 * x) + 0.5
+
+
+@_sigmoid.defjvp
+def _sigmoid_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    s = _sigmoid(x)
+    return s, s * (1.0 - s) * dx
 
 
 def gru_step(p: MetaParams, x: jax.Array, h: jax.Array) -> jax.Array:

@@ -118,6 +118,20 @@ def test_gru_step_gradients_equal_flax_gru_cell_gradients(shape):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+def test_gate_sigmoid_and_its_derivatives_match_the_logistic_function():
+    """The GRU's sigmoid (a tanh form with a derivative rule from its output) against
+    1 / (1 + e^-x) and its first two derivatives s(1 - s), s(1 - s)(1 - 2s), in float64: equal
+    to float32 rounding in absolute terms (the tanh form reaches 0 where e^-x passes 1e7)."""
+    x = np.linspace(-30.0, 30.0, 601)
+    s = _sigmoid(x)
+    f = networks._sigmoid
+    xs = jnp.asarray(x, jnp.float32)
+    np.testing.assert_allclose(f(xs), s, rtol=1e-6, atol=2e-7)
+    np.testing.assert_allclose(jax.vmap(jax.grad(f))(xs), s * (1 - s), rtol=1e-5, atol=2e-7)
+    second = jax.vmap(jax.grad(jax.grad(f)))(xs)
+    np.testing.assert_allclose(second, s * (1 - s) * (1 - 2 * s), rtol=1e-4, atol=1e-6)
+
+
 def test_meta_param_counts_and_hidden_sizes():
     counts = {
         k: optim4rl.num_meta_params(optim4rl.init_meta_params(KEY, k)) for k in optim4rl.KINDS
