@@ -4,7 +4,7 @@ import jax
 import numpy as np
 
 import optim4rl
-from eval.bench.optimizer import mlp_like_tree, optim4rl_grus
+from eval.bench.optimizer import mlp_like_tree, optim4rl_grus, optim4rl_meta_gradient
 
 
 def test_grus_only_reference_equals_the_learned_transforms_state_update():
@@ -27,3 +27,40 @@ def test_grus_only_reference_equals_the_learned_transforms_state_update():
             for w, h in zip(want, have, strict=True):
                 np.testing.assert_allclose(h, w, rtol=1e-6, atol=1e-7)
         state = new_state
+
+
+def test_meta_gradient_row_matches_a_central_finite_difference():
+    """The benchmark's meta-gradient against (L(phi + e v) - L(phi - e v)) / 2e along a random
+    direction v of the meta-parameters, in float64, from a non-zero state."""
+    with jax.enable_x64():
+        key = jax.random.key(4)
+        f64 = lambda t: jax.tree_util.tree_map(lambda x: x.astype(jax.numpy.float64), t)
+        meta_params = f64(optim4rl.init_meta_params(key, "optim4rl"))
+        params = f64(mlp_like_tree(300, key))
+        grads = jax.tree_util.tree_map(lambda x: 0.5 * jax.numpy.tanh(x), params)
+        tx = optim4rl.learned(1e-3, meta_params, "optim4rl")
+        state = tx.update(grads, tx.init(params), params)[1]
+
+        def loss(mp):
+            updates, (inner, _) = optim4rl.learned(1e-3, mp, "optim4rl").update(
+                grads, state, params
+            )
+            leaves = jax.tree_util.tree_leaves((updates, inner.hidden))
+            return sum(float(jax.numpy.sum(x)) for x in leaves)
+
+        got = optim4rl_meta_gradient(meta_params)(grads, state, params)
+        leaves, treedef = jax.tree_util.tree_flatten(meta_params)
+        keys = jax.random.split(jax.random.key(5), len(leaves))
+        v = treedef.unflatten(
+            [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves, strict=True)]
+        )
+        eps = 1e-5
+        shift = lambda s: jax.tree_util.tree_map(lambda p, d: p + s * eps * d, meta_params, v)
+        want = (loss(shift(1.0)) - loss(shift(-1.0))) / (2 * eps)
+        have = sum(
+            float(jax.numpy.vdot(a, b))
+            for a, b in zip(
+                jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(v), strict=True
+            )
+        )
+        np.testing.assert_allclose(have, want, rtol=1e-6)

@@ -3,7 +3,10 @@
 Parameter trees shaped like an MLP (several leaves of mixed sizes) with 1e4, 1e5 and 1e6 scalars; each
 update is jitted, timed after compilation, and reported with its ratio to adamw on the same tree.
 One more row, "optim4rl GRUs only", times the two GRU steps of Optim4RL by themselves (no clip, no
-head, no optax plumbing): the arithmetic that any implementation of the method has to do.
+head, no optax plumbing): the arithmetic that any implementation of the method has to do. The last,
+"optim4rl meta-gradient", times what meta-training differentiates: the gradient w.r.t. the
+meta-parameters of one update's directions and new hidden states (forward and backward), so that a
+change which speeds up the update but slows its backward pass shows here.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 import jax
+import jax.numpy as jnp
 import optax
 
 import optim4rl
@@ -51,6 +55,22 @@ def optim4rl_grus(meta_params: networks.MetaParams) -> optax.TransformUpdateFn:
     return update
 
 
+def optim4rl_meta_gradient(meta_params: networks.MetaParams) -> optax.TransformUpdateFn:
+    """d/d meta_params of sum(directions) + sum(new hidden states) through one Optim4RL update,
+    as an update function with the learned transform's signature (returns the meta-gradient)."""
+
+    def update(grads, state, params=None):
+        def loss(mp):
+            updates, (inner, _) = optim4rl.learned(1e-3, mp, "optim4rl").update(
+                grads, state, params
+            )
+            return sum(jnp.sum(x) for x in jax.tree_util.tree_leaves((updates, inner.hidden)))
+
+        return jax.grad(loss)(meta_params)
+
+    return update
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval bench optimizer")
     parser.add_argument(
@@ -67,6 +87,9 @@ def main(argv: list[str]) -> int:
         optimizers["optim4rl"].init, optim4rl_grus(meta_params)
     )
     optimizers["optim4rl GRUs only"] = grus_only
+    optimizers["optim4rl meta-gradient"] = optax.GradientTransformation(
+        optimizers["optim4rl"].init, optim4rl_meta_gradient(meta_params)
+    )
     print(f"backend: {jax.default_backend()}, devices: {len(jax.devices())}")
     print("| params | optimizer | update (ms) | ratio to adamw |")
     print("|---:|---|---:|---:|")
