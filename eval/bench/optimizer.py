@@ -55,18 +55,21 @@ def optim4rl_grus(meta_params: networks.MetaParams) -> optax.TransformUpdateFn:
     return update
 
 
+def optim4rl_meta_loss(meta_params: networks.MetaParams, grads, state, params=None) -> jax.Array:
+    """sum(directions) + sum(new hidden states) of one Optim4RL update from `state` (the chain's
+    state of `optim4rl.learned`), as a function of the meta-parameters."""
+    updates, (inner, _) = optim4rl.learned(1e-3, meta_params, "optim4rl").update(
+        grads, state, params
+    )
+    return sum(jnp.sum(x) for x in jax.tree_util.tree_leaves((updates, inner.hidden)))
+
+
 def optim4rl_meta_gradient(meta_params: networks.MetaParams) -> optax.TransformUpdateFn:
-    """d/d meta_params of sum(directions) + sum(new hidden states) through one Optim4RL update,
-    as an update function with the learned transform's signature (returns the meta-gradient)."""
+    """d `optim4rl_meta_loss` / d meta_params, as an update function with the learned transform's
+    signature (returns the meta-gradient)."""
 
     def update(grads, state, params=None):
-        def loss(mp):
-            updates, (inner, _) = optim4rl.learned(1e-3, mp, "optim4rl").update(
-                grads, state, params
-            )
-            return sum(jnp.sum(x) for x in jax.tree_util.tree_leaves((updates, inner.hidden)))
-
-        return jax.grad(loss)(meta_params)
+        return jax.grad(optim4rl_meta_loss)(meta_params, grads, state, params)
 
     return update
 
