@@ -63,3 +63,16 @@ def test_meta_gradient_row_matches_a_central_finite_difference():
             )
         )
         np.testing.assert_allclose(have, want, rtol=1e-6)
+
+
+def test_host_allocator_names_what_the_environment_chose(monkeypatch):
+    from eval.bench.timing import host_allocator
+
+    for var in ("LD_PRELOAD", "MALLOC_CONF", "GLIBC_TUNABLES"):
+        monkeypatch.delenv(var, raising=False)
+    assert host_allocator().endswith("malloc (default)")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=1")
+    assert host_allocator().endswith("malloc, GLIBC_TUNABLES=glibc.malloc.arena_max=1")
+    monkeypatch.setenv("LD_PRELOAD", "/lib/libfoo.so /usr/lib/libjemalloc.so.2")
+    monkeypatch.setenv("MALLOC_CONF", "dirty_decay_ms:-1")
+    assert host_allocator() == "libjemalloc.so.2 (LD_PRELOAD), MALLOC_CONF=dirty_decay_ms:-1"

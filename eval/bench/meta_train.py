@@ -15,7 +15,7 @@ from dataclasses import replace
 import jax
 import optax
 
-from eval.bench.timing import time_fn
+from eval.bench.timing import host_allocator, time_fn
 from meta_train.a2c import Agent, TrainState
 from meta_train.config import PRESETS
 from meta_train.pipeline import Pipeline, agent_config
@@ -117,7 +117,8 @@ def main(argv: list[str]) -> int:
     )
     print(
         f"preset {args.preset}: {len(config.tasks)} tasks x {config.units_per_task} units, "
-        f"K={config.inner_steps}, rollout {config.rollout_len}, device {jax.devices()[0].platform}"
+        f"K={config.inner_steps}, rollout {config.rollout_len}, device {jax.devices()[0].platform}, "
+        f"{host_allocator()}"
     )
     print(
         f"meta-iteration        {meta_s * 1e3:10.1f} ms   {1 / meta_s:8.3f} meta-it/s   "

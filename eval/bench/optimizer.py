@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 import optim4rl
-from eval.bench.timing import time_fn
+from eval.bench.timing import host_allocator, time_fn
 from optim4rl import networks
 
 
@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
     optimizers["optim4rl meta-gradient"] = optax.GradientTransformation(
         optimizers["optim4rl"].init, optim4rl_meta_gradient(meta_params)
     )
-    print(f"backend: {jax.default_backend()}, devices: {len(jax.devices())}")
+    print(f"backend: {jax.default_backend()}, devices: {len(jax.devices())}, {host_allocator()}")
     print("| params | optimizer | update (ms) | ratio to adamw |")
     print("|---:|---|---:|---:|")
     for size in args.sizes:

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from eval.bench.timing import time_fn
+from eval.bench.timing import host_allocator, time_fn
 from eval.ppo import make_ppo, preset
 
 
@@ -114,7 +114,8 @@ def main(argv: list[str]) -> int:
     print(
         f"task {config.env} ({config.backend}), {config.num_envs} envs, "
         f"{config.env_steps_per_training_step} env steps per training step, "
-        f"{config.training_steps_per_epoch} training steps timed, backend {jax.default_backend()}"
+        f"{config.training_steps_per_epoch} training steps timed, backend {jax.default_backend()}, "
+        f"{host_allocator()}"
     )
     rows: list[tuple[str, float]] = []
     rows.append(

@@ -15,7 +15,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from eval.bench.timing import time_fn
+from eval.bench.timing import host_allocator, time_fn
 
 TRAJ_LEN = 1000
 
@@ -195,7 +195,8 @@ def main(argv: list[str]) -> int:
                    choices=["throughput", "updates", "encoders", "scans"],
                    help="parts of the benchmark to leave out")  # fmt: skip
     args = p.parse_args(argv)
-    print(f"# RESeL benchmark on {jax.default_backend()} ({jax.device_count()} device(s)); "
+    print(f"# RESeL benchmark on {jax.default_backend()} ({jax.device_count()} device(s), "
+          f"{host_allocator()}); "
           f"default selective scan here: ", end="")  # fmt: skip
     from resel.scan import default_method
 
