@@ -10,6 +10,7 @@ from eval.bench.optimizer import (
     optim4rl_meta_gradient,
     optim4rl_meta_loss,
 )
+from eval.bench.timing import host_allocator
 
 
 def test_grus_only_reference_equals_the_learned_transforms_state_update():
@@ -66,8 +67,6 @@ def test_meta_gradient_row_matches_a_central_finite_difference():
 
 
 def test_host_allocator_names_what_the_environment_chose(monkeypatch):
-    from eval.bench.timing import host_allocator
-
     for var in ("LD_PRELOAD", "MALLOC_CONF", "GLIBC_TUNABLES"):
         monkeypatch.delenv(var, raising=False)
     assert host_allocator().endswith("malloc (default)")
@@ -76,3 +75,5 @@ def test_host_allocator_names_what_the_environment_chose(monkeypatch):
     monkeypatch.setenv("LD_PRELOAD", "/lib/libfoo.so /usr/lib/libjemalloc.so.2")
     monkeypatch.setenv("MALLOC_CONF", "dirty_decay_ms:-1")
     assert host_allocator() == "libjemalloc.so.2 (LD_PRELOAD), MALLOC_CONF=dirty_decay_ms:-1"
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libtcmalloc_minimal.so.4")  # MALLOC_CONF: jemalloc's
+    assert host_allocator() == "libtcmalloc_minimal.so.4 (LD_PRELOAD)"
