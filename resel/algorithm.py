@@ -24,7 +24,7 @@ import optax
 
 from resel import buffer as rb
 from resel.config import Config
-from resel.losses import NO_BOUNDS, alpha_loss, critic_loss, guard_update, policy_loss
+from resel.losses import NO_BOUNDS, alpha_loss, critic_loss, guard_update, policy_objective
 from resel.networks import Critic, Policy, Seq, tanh_gaussian_sample
 
 
@@ -238,9 +238,16 @@ def make_train(
         k_b, k_q, k_pi = jax.random.split(key, 3)
         batch = rb.sample(buf, k_b, layout)
         bounds = agent.q_bounds if c.q_guard else None
+        # the policy's forward pass on the batch, once: the TD targets and the policy step use the
+        # same (pre-update) policy, so its outputs serve both and the policy gradient is their VJP
+        run_policy = lambda p: policy.apply(p, batch.seq)
+        if with_policy:
+            pi_out, pi_vjp = jax.vjp(run_policy, agent.policy)
+        else:
+            pi_out = run_policy(agent.policy)
         (q_loss, q_aux), q_grads = jax.value_and_grad(critic_loss, has_aux=True)(
             agent.critic, agent.policy, agent.target, agent.log_alpha, batch, k_q,
-            policy=policy, critic=critic, gamma=c.gamma, bounds=bounds,
+            policy=policy, critic=critic, gamma=c.gamma, bounds=bounds, policy_out=pi_out,
         )  # fmt: skip
         upd, critic_opt = critic_tx.update(q_grads, agent.critic_opt, agent.critic)
         critic_p = optax.apply_updates(agent.critic, upd)
@@ -261,10 +268,11 @@ def make_train(
                 q_bounds=guard_update(agent.q_bounds, q_aux["target"], batch.mask, guard_decay)
             )
         if with_policy:
-            (p_loss, p_aux), p_grads = jax.value_and_grad(policy_loss, has_aux=True)(
-                agent.policy, agent.critic, q_aux["embedding"], agent.log_alpha, batch, k_pi,
-                policy=policy, critic=critic,
+            (p_loss, p_aux), pi_out_grads = jax.value_and_grad(policy_objective, has_aux=True)(
+                pi_out, agent.critic, q_aux["embedding"], agent.log_alpha, batch, k_pi,
+                critic=critic, discrete=policy.discrete,
             )  # fmt: skip
+            (p_grads,) = pi_vjp(pi_out_grads)
             upd, policy_opt = policy_tx.update(p_grads, agent.policy_opt, agent.policy)
             a_loss, a_grad = jax.value_and_grad(alpha_loss)(
                 agent.log_alpha, p_aux["logp"], batch.mask, target_entropy

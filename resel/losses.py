@@ -69,12 +69,15 @@ def td_targets(
     critic: Critic,
     gamma: float,
     bounds: jax.Array | None = None,
+    policy_out: tuple[jax.Array, jax.Array] | None = None,
 ) -> jax.Array:
     """y_t (batch, T): r_t + gamma (1 - terminated_t) clip(min of 2 random target heads
-    - alpha logp, bounds) at the next step; no gradient. `bounds=None`: no clamp."""
+    - alpha logp, bounds) at the next step; no gradient. `bounds=None`: no clamp.
+    `policy_out`: the policy's (mean, log_std) on `batch.seq` if already computed (then
+    `policy_params` is not used)."""
     k_pi, k_heads = jax.random.split(key)
     seq = batch.seq
-    mean, log_std = policy.apply(policy_params, seq)
+    mean, log_std = policy.apply(policy_params, seq) if policy_out is None else policy_out
     t_emb = critic.apply(target_params, seq, method=critic.embed)
     heads = jax.random.choice(k_heads, critic.cfg.n_critics, (2,), replace=False)
     if policy.discrete:  # exact expectation over the actions: sum_a pi(a) (min Q'(a) - alpha logpi)
@@ -103,12 +106,13 @@ def critic_loss(
     critic: Critic,
     gamma: float,
     bounds: jax.Array | None = None,
+    policy_out: tuple[jax.Array, jax.Array] | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """REDQ critic loss; aux has the online critic's embedding (for the policy step), the targets
-    y (for `guard_update`) and stats."""
+    y (for `guard_update`) and stats. `policy_out`: as in `td_targets`."""
     y = td_targets(
         policy_params, target_params, log_alpha, batch, key,
-        policy=policy, critic=critic, gamma=gamma, bounds=bounds,
+        policy=policy, critic=critic, gamma=gamma, bounds=bounds, policy_out=policy_out,
     )  # fmt: skip
     seq = batch.seq
     emb = critic.apply(critic_params, seq, method=critic.embed)
@@ -136,9 +140,29 @@ def policy_loss(
     critic: Critic,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """SAC policy loss with the mean over the ensemble; aux: entropy estimate and log-probs."""
+    return policy_objective(
+        policy.apply(policy_params, batch.seq), critic_params, critic_embedding, log_alpha, batch,
+        key, critic=critic, discrete=policy.discrete,
+    )  # fmt: skip
+
+
+def policy_objective(
+    policy_out: tuple[jax.Array, jax.Array],
+    critic_params: Any,
+    critic_embedding: jax.Array,
+    log_alpha: jax.Array,
+    batch: Batch,
+    key: jax.Array,
+    *,
+    critic: Critic,
+    discrete: bool,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`policy_loss` as a function of the policy's (mean, log_std) on `batch.seq`, each
+    (batch, T, act_dim): its gradient pulled back through the policy's VJP is the policy gradient,
+    so one forward pass serves the TD targets and the policy step."""
     seq = batch.seq
-    mean, log_std = policy.apply(policy_params, seq)
-    if policy.discrete:  # sum_a pi(a) (alpha logpi(a) - mean_e Q_e(a)); logp = E[logpi]
+    mean, log_std = policy_out
+    if discrete:  # sum_a pi(a) (alpha logpi(a) - mean_e Q_e(a)); logp = E[logpi]
         logpi = jax.nn.log_softmax(mean)
         q = critic.apply(critic_params, seq.obs, critic_embedding, method=critic.q_all)
         per_a = jnp.exp(log_alpha) * logpi - jnp.mean(q, axis=-2)

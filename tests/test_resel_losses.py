@@ -16,6 +16,7 @@ from resel.losses import (
     critic_loss,
     guard_update,
     policy_loss,
+    policy_objective,
     td_targets,
 )
 from resel.networks import Critic, NetConfig, Policy, Seq
@@ -230,3 +231,26 @@ def test_discrete_losses_packed_equal_per_trajectory_and_target_by_hand():
     v = (np.exp(logpi) * (q_all[:, heads].min(1) - 0.3 * logpi)).sum(-1)
     rew, term = np.asarray(data[0][2]), np.asarray(data[0][3])
     np.testing.assert_allclose(y[0, : len(rew)], rew + 0.9 * (1 - term) * v[1:], rtol=1e-4)
+
+
+def test_one_policy_forward_serves_targets_and_policy_gradient(setup):
+    """The update's shared forward pass: TD targets from precomputed policy outputs, and the
+    policy gradient as the VJP of `policy_objective`, equal the losses that run the policy."""
+    _, batch, policy, critic, p, q, q_target = setup
+    kw = dict(policy=policy, critic=critic)
+    log_alpha, key = jnp.asarray(-1.0), jax.random.PRNGKey(5)
+    out, vjp = jax.vjp(lambda pp: policy.apply(pp, batch.seq), p)
+    y = td_targets(p, q_target, log_alpha, batch, key, gamma=0.9, **kw)
+    y_shared = td_targets(None, q_target, log_alpha, batch, key, gamma=0.9, policy_out=out, **kw)
+    np.testing.assert_array_equal(np.asarray(y_shared), np.asarray(y))
+    emb = critic.apply(q, batch.seq, method=critic.embed)
+    (loss, _), grads = jax.value_and_grad(policy_loss, has_aux=True)(
+        p, q, emb, log_alpha, batch, key, **kw
+    )
+    (loss_shared, _), out_grads = jax.value_and_grad(policy_objective, has_aux=True)(
+        out, q, emb, log_alpha, batch, key, critic=critic, discrete=policy.discrete
+    )
+    np.testing.assert_allclose(float(loss_shared), float(loss), rtol=1e-6)
+    assert any(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(grads))
+    for a, b in zip(jax.tree.leaves(vjp(out_grads)[0]), jax.tree.leaves(grads), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
