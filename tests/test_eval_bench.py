@@ -10,7 +10,7 @@ from eval.bench.optimizer import (
     optim4rl_meta_gradient,
     optim4rl_meta_loss,
 )
-from eval.bench.timing import host_allocator
+from eval.bench.timing import host_allocator, median, round_ratios, time_interleaved
 
 
 def test_grus_only_reference_equals_the_learned_transforms_state_update():
@@ -77,3 +77,15 @@ def test_host_allocator_names_what_the_environment_chose(monkeypatch):
     assert host_allocator() == "libjemalloc.so.2 (LD_PRELOAD), MALLOC_CONF=dirty_decay_ms:-1"
     monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libtcmalloc_minimal.so.4")  # MALLOC_CONF: jemalloc's
     assert host_allocator() == "libtcmalloc_minimal.so.4 (LD_PRELOAD)"
+
+
+def test_time_interleaved_calls_in_rounds_and_ratios_are_taken_within_rounds():
+    calls = []
+    fns = {name: (lambda n=name: calls.append(n)) for name in ("a", "b")}
+    times = time_interleaved(fns, repeats=3, warmup=1, best_of=2)
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3
+    assert sorted(times) == ["a", "b"] and all(len(t) == 3 and min(t) > 0 for t in times.values())
+    # ratios pair each round's times: a slow round of both gives the same ratio as a fast one
+    rounds = {"x": [2.0, 20.0, 4.0, 3.0], "y": [1.0, 10.0, 1.0, 2.0]}
+    assert round_ratios(rounds, "x", "y") == (2.0, 1.5, 4.0)
+    assert median(rounds["x"]) == 3.5 and median([5.0, 1.0, 3.0]) == 3.0

@@ -15,7 +15,7 @@ from dataclasses import replace
 import jax
 import optax
 
-from eval.bench.timing import host_allocator, time_fn
+from eval.bench.timing import host_allocator, median, round_ratios, time_interleaved
 from meta_train.a2c import Agent, TrainState
 from meta_train.config import PRESETS
 from meta_train.pipeline import Pipeline, agent_config
@@ -92,7 +92,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--preset", default="cpu", choices=list(PRESETS), help="meta-training preset")
     p.add_argument("--tasks", help="comma-separated subset of tasks")
     p.add_argument("--units", type=int, help="training units per task")
-    p.add_argument("--repeats", type=int, default=3, help="timed repetitions (median)")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds (median)")
     p.add_argument(
         "--simple",
         action="store_true",
@@ -108,9 +108,16 @@ def main(argv: list[str]) -> int:
     pipeline = Pipeline(config)
     state = pipeline.init()
     key = jax.random.key(1)
-    meta_s = time_fn(lambda: pipeline.step(state, key), repeats=args.repeats)
     plain = plain_a2c(config, state.units)
-    plain_s = time_fn(lambda: plain(state.units, key), repeats=args.repeats)
+    fns = {
+        "meta": lambda: pipeline.step(state, key),
+        "plain": lambda: plain(state.units, key),
+    }
+    if args.simple:
+        simple = simple_meta_gradient(pipeline)
+        fns["simple"] = lambda: simple(state.meta_params, state.units, key)
+    times = time_interleaved(fns, repeats=args.repeats)
+    meta_s, plain_s = median(times["meta"]), median(times["plain"])
 
     steps = (
         len(config.tasks) * config.units_per_task * (config.inner_steps + 1) * config.rollout_len
@@ -118,19 +125,18 @@ def main(argv: list[str]) -> int:
     print(
         f"preset {args.preset}: {len(config.tasks)} tasks x {config.units_per_task} units, "
         f"K={config.inner_steps}, rollout {config.rollout_len}, device {jax.devices()[0].platform}, "
-        f"{host_allocator()}"
+        f"{host_allocator()}; medians of {args.repeats} interleaved rounds, ratios within rounds"
     )
     print(
         f"meta-iteration        {meta_s * 1e3:10.1f} ms   {1 / meta_s:8.3f} meta-it/s   "
         f"{steps / meta_s:10.0f} env-steps/s"
     )
     print(f"plain A2C with Adam   {plain_s * 1e3:10.1f} ms   (same units, K updates + 1 rollout)")
-    print(f"ratio meta-iteration / plain A2C: {meta_s / plain_s:.2f}x")
+    print("ratio meta-iteration / plain A2C: {:.2f}x (range {:.2f}-{:.2f}x)".format(
+        *round_ratios(times, "meta", "plain")))  # fmt: skip
     if args.simple:
-        simple = simple_meta_gradient(pipeline)
-        simple_s = time_fn(
-            lambda: simple(state.meta_params, state.units, key), repeats=args.repeats
-        )
+        simple_s = median(times["simple"])
         print(f"simplest meta-gradient {simple_s * 1e3:9.1f} ms   (jax.grad, unrolled K, no remat)")
-        print(f"speed-up of the meta-iteration over the simplest way: {simple_s / meta_s:.2f}x")
+        print("speed-up of the meta-iteration over the simplest way: {:.2f}x (range {:.2f}-{:.2f}x)"
+              .format(*round_ratios(times, "simple", "meta")))  # fmt: skip
     return 0

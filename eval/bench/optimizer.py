@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 import optim4rl
-from eval.bench.timing import host_allocator, time_fn
+from eval.bench.timing import host_allocator, median, round_ratios, time_interleaved
 from optim4rl import networks
 
 
@@ -94,18 +94,19 @@ def main(argv: list[str]) -> int:
         optimizers["optim4rl"].init, optim4rl_meta_gradient(meta_params)
     )
     print(f"backend: {jax.default_backend()}, devices: {len(jax.devices())}, {host_allocator()}")
+    print(f"medians of {args.repeats} interleaved rounds; ratios within rounds (range)")
     print("| params | optimizer | update (ms) | ratio to adamw |")
     print("|---:|---|---:|---:|")
     for size in args.sizes:
         params = mlp_like_tree(int(size), key)
         n = sum(x.size for x in jax.tree_util.tree_leaves(params))
         grads = jax.tree_util.tree_map(lambda x: 0.01 * x, params)
-        base = None
+        steps = {}
         for name, tx in optimizers.items():
-            state = tx.init(params)
-            update = jax.jit(tx.update)
-            step = lambda u=update, s=state, g=grads, p=params: u(g, s, p)
-            seconds = time_fn(step, repeats=args.repeats)
-            base = base or seconds
-            print(f"| {n:,} | {name} | {seconds * 1e3:.3f} | {seconds / base:.2f} |")
+            update, state = jax.jit(tx.update), tx.init(params)
+            steps[name] = lambda u=update, s=state, g=grads, p=params: u(g, s, p)
+        times = time_interleaved(steps, repeats=args.repeats)
+        for name, t in times.items():
+            mid, lo, hi = round_ratios(times, name, "adamw")
+            print(f"| {n:,} | {name} | {median(t) * 1e3:.3f} | {mid:.2f} ({lo:.2f}-{hi:.2f}) |")
     return 0

@@ -1,20 +1,22 @@
 """`python -m eval bench ppo`: training env steps/s of eval.ppo with Adam and with Optim4RL, and of
 Brax's own PPO (`brax.training.agents.ppo.train`, Adam hard-coded), same task and sizes, one run.
 
-Evaluation and compilation are excluded on both sides: ours times one jitted training epoch with
-`time_fn`; Brax's reports `training/sps` per epoch, of which the last (compiled) epoch is used.
+Evaluation and compilation are excluded on both sides: ours times one jitted training epoch, Adam's
+and Optim4RL's in interleaved rounds (`time_interleaved`; the ratio is the median of the rounds'
+ratios); Brax's reports `training/sps` per epoch, of which the last (compiled) epoch is used.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from eval.bench.timing import host_allocator, time_fn
+from eval.bench.timing import host_allocator, median, round_ratios, time_interleaved
 from eval.ppo import make_ppo, preset
 
 
@@ -29,14 +31,13 @@ def _optim4rl_optimizer(learning_rate: float) -> tuple[optax.GradientTransformat
         return optim4rl.optim4rl(learning_rate, meta_params), "optim4rl (random meta-params)"
 
 
-def ours_steps_per_second(config, optimizer, repeats: int) -> float:
-    """Env steps/s of one jitted training epoch (rollouts + SGD), compile excluded."""
+def ours_epoch(config, optimizer) -> Callable[[], jax.Array]:
+    """One jitted training epoch (rollouts + SGD) of eval.ppo with `optimizer`, ready to time."""
     ppo = make_ppo(config, optimizer)
     ts, env_state = jax.jit(ppo.init)(jax.random.key(0))
     epoch = jax.jit(ppo.train_epoch)
     key = jax.random.key(1)
-    seconds = time_fn(lambda: epoch(ts, env_state, key)[2], repeats=repeats, warmup=1)
-    return config.training_steps_per_epoch * config.env_steps_per_training_step / seconds
+    return lambda: epoch(ts, env_state, key)[2]
 
 
 def brax_steps_per_second(config, learning_rate: float) -> float:
@@ -100,7 +101,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--num-envs", type=int, default=None, help="default: the preset's")
     parser.add_argument("--steps-per-epoch", type=int, default=8, help="training steps timed")
     parser.add_argument("--learning-rate", type=float, default=3e-4, help="of Adam and Optim4RL")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions (median)")
+    parser.add_argument(
+        "--repeats", type=int, default=10, help="interleaved rounds of the two epochs (median)"
+    )
     parser.add_argument("--skip-brax", action="store_true", help="skip Brax's own PPO (slow)")
     args = parser.parse_args(argv)
 
@@ -117,19 +120,23 @@ def main(argv: list[str]) -> int:
         f"{config.training_steps_per_epoch} training steps timed, backend {jax.default_backend()}, "
         f"{host_allocator()}"
     )
-    rows: list[tuple[str, float]] = []
-    rows.append(
-        (
-            "eval.ppo + adam",
-            ours_steps_per_second(config, optax.adam(args.learning_rate), args.repeats),
-        )
-    )
     tx, name = _optim4rl_optimizer(args.learning_rate)
-    rows.append((f"eval.ppo + {name}", ours_steps_per_second(config, tx, args.repeats)))
+    epochs = {
+        "eval.ppo + adam": ours_epoch(config, optax.adam(args.learning_rate)),
+        f"eval.ppo + {name}": ours_epoch(config, tx),
+    }
+    times = time_interleaved(epochs, repeats=args.repeats)
+    steps = config.training_steps_per_epoch * config.env_steps_per_training_step
+    rows = [(label, steps / median(t)) for label, t in times.items()]
     if not args.skip_brax:
         rows.append(("brax ppo.train (adam)", brax_steps_per_second(config, args.learning_rate)))
     baseline = rows[0][1]
     print(f"{'variant':<42} {'env steps/s':>12} {'ratio':>7}")
     for label, sps in rows:
         print(f"{label:<42} {sps:>12,.0f} {sps / baseline:>7.2f}")
+    mid, lo, hi = round_ratios(times, f"eval.ppo + {name}", "eval.ppo + adam")
+    print(
+        f"epoch time, optim4rl / adam, within each of {args.repeats} interleaved rounds: "
+        f"median {mid:.2f}x (range {lo:.2f}-{hi:.2f}x)"
+    )
     return 0

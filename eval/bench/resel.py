@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
-from eval.bench.timing import host_allocator, time_fn
+from eval.bench.timing import host_allocator, median, time_fn, time_interleaved
 
 TRAJ_LEN = 1000
 
@@ -47,12 +48,12 @@ def _filled_trainer(cfg, encoder: str, scan: str | None = None):
     return trainer, state.agent, buf
 
 
-def matmul_flops_per_s(b: int, m: int, k: int, n: int, repeats: int = 20) -> float:
-    """The machine's f32 matmul throughput (FLOP/s) for (b, m, k) @ (b, k, n): 2 b m k n FLOPs."""
+def matmul(b: int, m: int, k: int, n: int) -> tuple[Callable[[], jax.Array], int]:
+    """A jitted f32 (b, m, k) @ (b, k, n) product, ready to time, and its 2 b m k n FLOPs."""
     x = jax.random.normal(jax.random.PRNGKey(0), (b, m, k))
     y = jax.random.normal(jax.random.PRNGKey(1), (b, k, n))
     f = jax.jit(jnp.matmul)
-    return 2 * b * m * k * n / time_fn(lambda: f(x, y), repeats=repeats)
+    return lambda: f(x, y), 2 * b * m * k * n
 
 
 def compiled_flops(jitted, *args) -> float:
@@ -63,22 +64,25 @@ def compiled_flops(jitted, *args) -> float:
 
 def bench_throughput(encoders, repeats: int) -> None:
     """One update of the cpu preset on Pendulum-P as training runs it (200-step episodes, its
-    batch layout, a buffer filled by the warm-up), FLOP/s as a fraction of the matmul's."""
+    batch layout, a buffer filled by the warm-up), FLOP/s as a fraction of the matmul's: the
+    update and the two matmuls in interleaved rounds, each timed warm (the fastest of 10 calls in a
+    row), each fraction taken within a round."""
     from resel import config as C
     from resel import envs, train
 
     env, params = envs.make("Pendulum-P")
     net = C.preset("cpu", "Pendulum-P").net
-    peak = matmul_flops_per_s(1, 1024, 1024, 1024, repeats=max(repeats, 20))
+    peak, peak_flops = matmul(1, 1024, 1024, 1024)
     # the critic ensemble's hidden layer over the batch: the update's largest matmuls
-    small = matmul_flops_per_s(net.n_critics, 512, net.hidden, net.hidden, repeats=max(repeats, 20))
-    print(f"\n## One update (cpu preset, Pendulum-P) vs matmul throughput measured in this run: "
-          f"{peak / 1e9:.1f} GFLOP/s for 1024x1024 @ 1024x1024, {small / 1e9:.1f} GFLOP/s for "
-          f"the critic layer's ({net.n_critics}, 512, {net.hidden}) @ "
-          f"({net.n_critics}, {net.hidden}, {net.hidden})")  # fmt: skip
-    print("| encoder | batch positions | update ms | GFLOP per update | GFLOP/s | of 1024^2 matmul "
-          "| of critic-layer matmul |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+    small, small_flops = matmul(net.n_critics, 512, net.hidden, net.hidden)
+    rounds = max(repeats, 10)
+    print(f"\n## One update (cpu preset, Pendulum-P) vs matmul throughput, {rounds} interleaved "
+          f"rounds of the update, a 1024x1024 @ 1024x1024 matmul and the critic layer's "
+          f"({net.n_critics}, 512, {net.hidden}) @ ({net.n_critics}, {net.hidden}, {net.hidden}), "
+          f"each the fastest of 10 calls in a row (warm); medians, fractions within rounds (range)")  # fmt: skip
+    print("| encoder | batch positions | update ms | GFLOP per update | GFLOP/s | matmul GFLOP/s "
+          "(1024^2, critic layer) | of 1024^2 matmul | of critic-layer matmul |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for enc in encoders:
         cfg = C.preset("cpu", "Pendulum-P")
         cfg = dataclasses.replace(cfg, net=dataclasses.replace(cfg.net, encoder=enc))
@@ -86,15 +90,31 @@ def bench_throughput(encoders, repeats: int) -> None:
         state = trainer.warmup(trainer.init(jax.random.PRNGKey(0)[None]))
         state = jax.tree.map(lambda x: x[0], state)
         args = (state.agent, state.buffer, jax.random.PRNGKey(2))
-        t = time_fn(lambda tr=trainer, a=args: tr.update(*a), repeats=max(repeats, 10))
+        times = time_interleaved(
+            {"update": lambda tr=trainer, a=args: tr.update(*a), "peak": peak, "small": small},
+            repeats=rounds,
+            best_of=10,
+        )
         flops = compiled_flops(trainer.update, *args)
+        t = median(times["update"])
         pos = trainer.layout.rows * trainer.layout.row_len
         print(f"| {enc} | {pos} | {1e3 * t:.1f} | {flops / 1e9:.2f} | {flops / t / 1e9:.1f} | "
-              f"{flops / t / peak:.0%} | {flops / t / small:.0%} |", flush=True)  # fmt: skip
+              f"{peak_flops / median(times['peak']) / 1e9:.0f}, "
+              f"{small_flops / median(times['small']) / 1e9:.0f} | "
+              f"{_fraction(times, 'peak', peak_flops, flops)} | "
+              f"{_fraction(times, 'small', small_flops, flops)} |", flush=True)  # fmt: skip
     print(
         "FLOPs: XLA's cost analysis of the compiled update; it counts a while loop's body once,"
         " so the sequential scan's per-step work is under-counted (a conservative fraction)."
     )
+
+
+def _fraction(times: dict[str, list[float]], matmul: str, matmul_flops: int, flops: float) -> str:
+    """The update's FLOP/s over the matmul's, (flops / t_update) / (matmul_flops / t_matmul),
+    within each round: 'median% (min%-max%)'."""
+    pairs = zip(times[matmul], times["update"], strict=True)
+    fr = [flops * tm / (matmul_flops * tu) for tm, tu in pairs]
+    return f"{median(fr):.0%} ({min(fr):.0%}-{max(fr):.0%})"
 
 
 def bench_updates(presets, encoders, repeats: int) -> None:

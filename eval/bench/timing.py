@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import jax
 
@@ -21,6 +21,49 @@ def time_fn(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) -> f
         times.append(time.perf_counter() - start)
     times.sort()
     return times[len(times) // 2]
+
+
+def time_interleaved(
+    fns: Mapping[str, Callable[[], object]],
+    *,
+    repeats: int = 5,
+    warmup: int = 1,
+    best_of: int = 1,
+) -> dict[str, list[float]]:
+    """Wall times in seconds of every `fn()` over `repeats` rounds, each round calling them in turn
+    (compile runs in warmup), so that a shared machine's slow spells fall on all of them alike.
+
+    `best_of` > 1 calls each fn that many times back to back within a round and keeps the fastest:
+    its warm time (caches and thread pool hot), as an isolated benchmark measures it.
+    Returns name -> its `repeats` times in round order; `round_ratios` compares two of them.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            jax.block_until_ready(fn())
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            best = float("inf")
+            for _ in range(best_of):
+                start = time.perf_counter()
+                jax.block_until_ready(fn())
+                best = min(best, time.perf_counter() - start)
+            times[name].append(best)
+    return times
+
+
+def median(xs: list[float]) -> float:
+    """The median (mean of the middle two for an even count)."""
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+def round_ratios(times: dict[str, list[float]], num: str, den: str) -> tuple[float, float, float]:
+    """(median, min, max) over the rounds of times[num] / times[den], each ratio taken within one
+    round of `time_interleaved`."""
+    ratios = [a / b for a, b in zip(times[num], times[den], strict=True)]
+    return median(ratios), min(ratios), max(ratios)
 
 
 def host_allocator() -> str:
