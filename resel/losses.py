@@ -80,15 +80,16 @@ def td_targets(
     mean, log_std = policy.apply(policy_params, seq) if policy_out is None else policy_out
     t_emb = critic.apply(target_params, seq, method=critic.embed)
     heads = jax.random.choice(k_heads, critic.cfg.n_critics, (2,), replace=False)
+    # only the 2 drawn heads of the target ensemble are computed
     if policy.discrete:  # exact expectation over the actions: sum_a pi(a) (min Q'(a) - alpha logpi)
         logpi = jax.nn.log_softmax(mean)
-        q_t = critic.apply(target_params, seq.obs, t_emb, method=critic.q_all)  # (B, T, E, A)
-        soft = jnp.min(q_t[..., heads, :], axis=-2) - jnp.exp(log_alpha) * logpi
+        q_t = critic.apply(target_params, seq.obs, t_emb, heads, method=critic.q_all)  # (B,T,2,A)
+        soft = jnp.min(q_t, axis=-2) - jnp.exp(log_alpha) * logpi
         v = jnp.sum(jnp.exp(logpi) * soft, axis=-1)
     else:
         a_pi, logp = tanh_gaussian_sample(k_pi, mean, log_std)
-        q_t = critic.apply(target_params, seq.obs, a_pi, t_emb, method=critic.q)  # (B, T, E)
-        v = jnp.min(q_t[..., heads], axis=-1) - jnp.exp(log_alpha) * logp
+        q_t = critic.apply(target_params, seq.obs, a_pi, t_emb, heads, method=critic.q)  # (B,T,2)
+        v = jnp.min(q_t, axis=-1) - jnp.exp(log_alpha) * logp
     if bounds is not None:
         v = clamp_to_bounds(v, bounds)
     return jax.lax.stop_gradient(batch.rew + gamma * (1.0 - batch.term) * _next(v))

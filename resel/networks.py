@@ -378,7 +378,10 @@ class EnsembleDense(nn.Module):
     features: int
 
     @nn.compact
-    def __call__(self, x: jax.Array, shared_input: bool) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, shared_input: bool, members: jax.Array | None = None
+    ) -> jax.Array:
+        """`members` (m,) int: compute only those members, (m, ..., out); None: all n."""
         fan_in = x.shape[-1]
         kernel = self.param(  # Xavier-uniform per member, as the release's EnsembleLinear
             "kernel",
@@ -386,9 +389,11 @@ class EnsembleDense(nn.Module):
             (self.n, fan_in, self.features),
         )
         bias = self.param("bias", nn.initializers.zeros, (self.n, self.features))
+        if members is not None:
+            kernel, bias = kernel[members], bias[members]
         eq = "...i,nio->n...o" if shared_input else "n...i,nio->n...o"
         y = jnp.einsum(eq, x, kernel)
-        return y + bias.reshape((self.n,) + (1,) * (y.ndim - 2) + (self.features,))
+        return y + bias.reshape((bias.shape[0],) + (1,) * (y.ndim - 2) + (self.features,))
 
 
 class _Embedder(nn.Module):
@@ -470,17 +475,20 @@ class Critic(_Embedder):
             self.action_encoder = _linear(c.act_embed, "action_encoder")
             self.head = MLPHead(c.hidden, c.n_hidden, 1, n=c.n_critics)
 
-    def q(self, obs: jax.Array, action: jax.Array, emb: jax.Array) -> jax.Array:
-        """Q-values (batch, T, n_critics) from obs, action and a (possibly detached) embedding."""
+    def q(
+        self, obs: jax.Array, action: jax.Array, emb: jax.Array, members: jax.Array | None = None
+    ) -> jax.Array:
+        """Q-values (batch, T, n_critics) from obs, action and a (possibly detached) embedding;
+        `members` (m,) int: only those heads, (batch, T, m)."""
         if self.discrete:
-            return jnp.einsum("...ea,...a->...e", self.q_all(obs, emb), action)
+            return jnp.einsum("...ea,...a->...e", self.q_all(obs, emb, members), action)
         x = jnp.concatenate([self.obs_encoder(obs), self.action_encoder(action), emb], axis=-1)
-        return self.head(x)[..., 0]
+        return self.head(x, members)[..., 0]
 
-    def q_all(self, obs: jax.Array, emb: jax.Array) -> jax.Array:
-        """Discrete actions: Q-values of every action, (batch, T, n_critics, action_dim)."""
+    def q_all(self, obs: jax.Array, emb: jax.Array, members: jax.Array | None = None) -> jax.Array:
+        """Discrete actions: Q-values of every action, (batch, T, n_critics or m, action_dim)."""
         x = jnp.concatenate([self.obs_encoder(obs), emb], axis=-1)
-        return self.head(x)
+        return self.head(x, members)
 
     def __call__(self, seq: Seq, action: jax.Array) -> jax.Array:
         return self.q(seq.obs, action, self.embed(seq))
@@ -495,11 +503,13 @@ class MLPHead(nn.Module):
     n: int = 0
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, members: jax.Array | None = None) -> jax.Array:
+        """An ensemble's (..., n or len(members), out); a single MLP's (..., out)."""
         sizes = [self.hidden] * self.n_hidden + [self.out]
         for i, size in enumerate(sizes):
             if self.n:
-                x = EnsembleDense(self.n, size, name=f"dense_{i}")(x, shared_input=i == 0)
+                dense = EnsembleDense(self.n, size, name=f"dense_{i}")
+                x = dense(x, shared_input=i == 0, members=members)
             else:
                 x = _linear(size, f"dense_{i}")(x)
             if i < len(sizes) - 1:

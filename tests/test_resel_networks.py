@@ -240,6 +240,12 @@ def test_critic_heads_equal_a_numpy_ensemble_mlp(trajs):
             h = _elu(h) if i < TINY.n_hidden else h
         np.testing.assert_allclose(q[..., e], h[..., 0], rtol=1e-4, atol=1e-5)
     assert np.std(q, axis=-1).mean() > 1e-3  # the heads differ
+    # only some heads (the TD target's 2 drawn ones), in the order asked
+    members = jnp.array([TINY.n_critics - 1, 0])
+    q_some = critic.apply(params, row.obs, act, jnp.asarray(emb, jnp.float32), members,
+                          method="q")  # fmt: skip
+    assert q_some.shape == q.shape[:-1] + (2,)
+    np.testing.assert_allclose(q_some, q[..., np.asarray(members)], rtol=1e-5, atol=1e-6)
 
 
 def _mamba_reference(p, x, start, cfg):
