@@ -2,9 +2,10 @@
 throughput, update time per context encoder, encoder forward+backward time against sequence length
 (Mamba vs GRU), and the selective scan parallel vs sequential/chunked.
 
-All times are medians measured in this run; ratios are against the GRU (or the sequential scan)
-measured in the same run, since a shared CPU varies by about +-30% from run to run.
-Options: --quick (fewer lengths and sizes, for a smoke run), --repeats N.
+All times are medians over rounds in which the compared programs run in turn; a ratio (to the GRU,
+the sequential scan or a matmul) is taken within each round and printed as the median with its
+range, since a shared CPU's speed drifts by up to 2x over minutes.
+Options: --quick (fewer lengths and sizes, for a smoke run), --repeats N (rounds).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from eval.bench.timing import host_allocator, median, time_fn, time_interleaved
+from eval.bench.timing import host_allocator, median, round_ratios, time_interleaved
 
 TRAJ_LEN = 1000
 
@@ -120,20 +121,28 @@ def _fraction(times: dict[str, list[float]], matmul: str, matmul_flops: int, flo
 def bench_updates(presets, encoders, repeats: int) -> None:
     from resel import config as C
 
-    print(f"\n## One update (critic + policy + alpha) on whole {TRAJ_LEN}-step trajectories")
+    print(f"\n## One update (critic + policy + alpha) on whole {TRAJ_LEN}-step trajectories, "
+          f"the encoders in {repeats} interleaved rounds; ratio to gru within rounds (range)")  # fmt: skip
     print("| preset | encoder | batch positions | update ms | ratio to gru |")
     print("|---|---|---|---|---|")
+    key = jax.random.PRNGKey(2)
     for preset in presets:
         cfg = C.preset(preset, "Pendulum-P")
-        times = {}
+        fns, positions = {}, {}
         for enc in encoders:
             trainer, agent, buf = _filled_trainer(cfg, enc)
-            key = jax.random.PRNGKey(2)
-            times[enc] = time_fn(lambda t=trainer, a=agent, b=buf, k=key: t.update(a, b, k),
-                                 repeats=repeats)  # fmt: skip
-            pos = trainer.layout.rows * trainer.layout.row_len
-            print(f"| {preset} | {enc} | {pos} | {1e3 * times[enc]:.1f} | "
-                  f"{times[enc] / times.get('gru', times[enc]):.2f} |", flush=True)  # fmt: skip
+            fns[enc] = lambda t=trainer, a=agent, b=buf: t.update(a, b, key)
+            positions[enc] = trainer.layout.rows * trainer.layout.row_len
+        times = time_interleaved(fns, repeats=repeats)
+        for enc in encoders:
+            print(f"| {preset} | {enc} | {positions[enc]} | {1e3 * median(times[enc]):.1f} | "
+                  f"{_ratio(times, enc, 'gru')} |", flush=True)  # fmt: skip
+
+
+def _ratio(times: dict[str, list[float]], num: str, den: str) -> str:
+    """'median (min-max)' of the per-round ratios times[num] / times[den]."""
+    mid, lo, hi = round_ratios(times, num, den)
+    return f"{mid:.2f} ({lo:.2f}-{hi:.2f})"
 
 
 def _encoder_fwd_bwd(net, length: int, batch: int):
@@ -150,7 +159,8 @@ def _encoder_fwd_bwd(net, length: int, batch: int):
 def bench_encoders(presets, lengths, repeats: int) -> None:
     from resel import config as C
 
-    print("\n## Context encoder forward+backward vs sequence length (batch 1), ratio to GRU")
+    print("\n## Context encoder forward+backward vs sequence length (batch 1), ratio to GRU within "
+          f"{repeats} interleaved rounds (range)")  # fmt: skip
     print(
         "| preset | length | gru ms | mamba (sequential) ms | ratio | mamba (parallel) ms | ratio |"
     )
@@ -158,18 +168,19 @@ def bench_encoders(presets, lengths, repeats: int) -> None:
     for preset in presets:
         net = C.preset(preset, "Pendulum-P").net
         for length in lengths:
-            t = {}
-            for name, n in [("gru", dataclasses.replace(net, encoder="gru")),
-                            ("seq", dataclasses.replace(net, scan_method="sequential")),
-                            ("par", dataclasses.replace(net, scan_method="parallel"))]:  # fmt: skip
-                # the parallel scan materialises (length, d_inner, d_state): skip what won't fit
-                big = length * net.expand * net.ce_dim * net.d_state * 4 > 2**28
-                t[name] = None if name == "par" and big else time_fn(
-                    _encoder_fwd_bwd(n, length, 1), repeats=repeats)  # fmt: skip
-            par = "skipped (memory) | -" if t["par"] is None else (
-                f"{1e3 * t['par']:.1f} | {t['par'] / t['gru']:.2f}")  # fmt: skip
-            print(f"| {preset} | {length} | {1e3 * t['gru']:.1f} | {1e3 * t['seq']:.1f} | "
-                  f"{t['seq'] / t['gru']:.2f} | {par} |", flush=True)  # fmt: skip
+            nets = {"gru": dataclasses.replace(net, encoder="gru"),
+                    "seq": dataclasses.replace(net, scan_method="sequential")}  # fmt: skip
+            # the parallel scan materialises (length, d_inner, d_state): skip what won't fit
+            big = length * net.expand * net.ce_dim * net.d_state * 4 > 2**28
+            if not big:
+                nets["par"] = dataclasses.replace(net, scan_method="parallel")
+            fns = {name: _encoder_fwd_bwd(n, length, 1) for name, n in nets.items()}
+            t = time_interleaved(fns, repeats=repeats)
+            par = "skipped (memory) | -" if big else (
+                f"{1e3 * median(t['par']):.1f} | {_ratio(t, 'par', 'gru')}")  # fmt: skip
+            print(f"| {preset} | {length} | {1e3 * median(t['gru']):.1f} | "
+                  f"{1e3 * median(t['seq']):.1f} | {_ratio(t, 'seq', 'gru')} | {par} |",
+                  flush=True)  # fmt: skip
 
 
 def _scan_fwd_bwd(method: str, chunk: int, args):
@@ -186,7 +197,7 @@ def _scan_fwd_bwd(method: str, chunk: int, args):
 
 def bench_scans(lengths, repeats: int) -> None:
     print("\n## Selective scan forward+backward (batch 4, d_inner 128, d_state 8), ratio to "
-          "sequential")  # fmt: skip
+          f"sequential within {repeats} interleaved rounds (range)")  # fmt: skip
     print("| length | sequential ms | parallel | chunked 8 | chunked 64 |")
     print("|---|---|---|---|---|")
     b, d, n = 4, 128, 8
@@ -199,18 +210,18 @@ def bench_scans(lengths, repeats: int) -> None:
         D = jnp.ones(d)
         start = (jax.random.uniform(ks[4], (b, length)) < 0.005).astype(jnp.float32)
         args = (u, dt, A, B, Cm, D, start)
-        t = {}
-        for name, method, chunk in [("seq", "sequential", 0), ("par", "parallel", 0),
-                                    ("c8", "chunked", 8), ("c64", "chunked", 64)]:  # fmt: skip
-            t[name] = time_fn(_scan_fwd_bwd(method, chunk or 64, args), repeats=repeats)
-        print(f"| {length} | {1e3 * t['seq']:.1f} | {t['par'] / t['seq']:.2f} | "
-              f"{t['c8'] / t['seq']:.2f} | {t['c64'] / t['seq']:.2f} |", flush=True)  # fmt: skip
+        fns = {name: _scan_fwd_bwd(method, chunk or 64, args)
+               for name, method, chunk in [("seq", "sequential", 0), ("par", "parallel", 0),
+                                           ("c8", "chunked", 8), ("c64", "chunked", 64)]}  # fmt: skip
+        t = time_interleaved(fns, repeats=repeats)
+        print(f"| {length} | {1e3 * median(t['seq']):.1f} | {_ratio(t, 'par', 'seq')} | "
+              f"{_ratio(t, 'c8', 'seq')} | {_ratio(t, 'c64', 'seq')} |", flush=True)  # fmt: skip
 
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m eval bench resel", description=__doc__)
     p.add_argument("--quick", action="store_true", help="cpu sizes and short lengths only")
-    p.add_argument("--repeats", type=int, default=3, help="timed repetitions (median)")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds (median)")
     p.add_argument("--skip", nargs="*", default=[],
                    choices=["throughput", "updates", "encoders", "scans"],
                    help="parts of the benchmark to leave out")  # fmt: skip
