@@ -10,7 +10,13 @@ from eval.bench.optimizer import (
     optim4rl_meta_gradient,
     optim4rl_meta_loss,
 )
-from eval.bench.timing import host_allocator, median, round_ratios, time_interleaved
+from eval.bench.timing import (
+    host_allocator,
+    median,
+    ratio_text,
+    round_ratios,
+    time_interleaved,
+)
 
 
 def test_grus_only_reference_equals_the_learned_transforms_state_update():
@@ -88,4 +94,5 @@ def test_time_interleaved_calls_in_rounds_and_ratios_are_taken_within_rounds():
     # ratios pair each round's times: a slow round of both gives the same ratio as a fast one
     rounds = {"x": [2.0, 20.0, 4.0, 3.0], "y": [1.0, 10.0, 1.0, 2.0]}
     assert round_ratios(rounds, "x", "y") == (2.0, 1.5, 4.0)
+    assert ratio_text(rounds, "x", "y") == "2.00x (1.50-4.00x)"
     assert median(rounds["x"]) == 3.5 and median([5.0, 1.0, 3.0]) == 3.0

@@ -15,7 +15,7 @@ from dataclasses import replace
 import jax
 import optax
 
-from eval.bench.timing import host_allocator, median, round_ratios, time_interleaved
+from eval.bench.timing import host_allocator, median, ratio_text, time_interleaved
 from meta_train.a2c import Agent, TrainState
 from meta_train.config import PRESETS
 from meta_train.pipeline import Pipeline, agent_config
@@ -132,11 +132,10 @@ def main(argv: list[str]) -> int:
         f"{steps / meta_s:10.0f} env-steps/s"
     )
     print(f"plain A2C with Adam   {plain_s * 1e3:10.1f} ms   (same units, K updates + 1 rollout)")
-    print("ratio meta-iteration / plain A2C: {:.2f}x (range {:.2f}-{:.2f}x)".format(
-        *round_ratios(times, "meta", "plain")))  # fmt: skip
+    print(f"ratio meta-iteration / plain A2C: {ratio_text(times, 'meta', 'plain')}")
     if args.simple:
         simple_s = median(times["simple"])
         print(f"simplest meta-gradient {simple_s * 1e3:9.1f} ms   (jax.grad, unrolled K, no remat)")
-        print("speed-up of the meta-iteration over the simplest way: {:.2f}x (range {:.2f}-{:.2f}x)"
-              .format(*round_ratios(times, "simple", "meta")))  # fmt: skip
+        speedup = ratio_text(times, "simple", "meta")
+        print(f"speed-up of the meta-iteration over the simplest way: {speedup}")
     return 0

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 import optim4rl
-from eval.bench.timing import host_allocator, median, round_ratios, time_interleaved
+from eval.bench.timing import host_allocator, median, ratio_text, time_interleaved
 from optim4rl import networks
 
 
@@ -110,6 +110,7 @@ def main(argv: list[str]) -> int:
         # (cold, right after another row's update, adamw's 16 MB at 1e6 come from DRAM)
         times = time_interleaved(steps, repeats=args.repeats, best_of=3)
         for name, t in times.items():
-            mid, lo, hi = round_ratios(times, name, "adamw")
-            print(f"| {n:,} | {name} | {median(t) * 1e3:.3f} | {mid:.2f} ({lo:.2f}-{hi:.2f}) |")
+            print(
+                f"| {n:,} | {name} | {median(t) * 1e3:.3f} | {ratio_text(times, name, 'adamw')} |"
+            )
     return 0

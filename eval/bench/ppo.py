@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from eval.bench.timing import host_allocator, median, round_ratios, time_interleaved
+from eval.bench.timing import host_allocator, median, ratio_text, time_interleaved
 from eval.ppo import make_ppo, preset
 
 
@@ -134,9 +134,6 @@ def main(argv: list[str]) -> int:
     print(f"{'variant':<42} {'env steps/s':>12} {'ratio':>7}")
     for label, sps in rows:
         print(f"{label:<42} {sps:>12,.0f} {sps / baseline:>7.2f}")
-    mid, lo, hi = round_ratios(times, f"eval.ppo + {name}", "eval.ppo + adam")
-    print(
-        f"epoch time, optim4rl / adam, within each of {args.repeats} interleaved rounds: "
-        f"median {mid:.2f}x (range {lo:.2f}-{hi:.2f}x)"
-    )
+    ratio = ratio_text(times, f"eval.ppo + {name}", "eval.ppo + adam")
+    print(f"epoch time, optim4rl / adam, median over {args.repeats} interleaved rounds: {ratio}")
     return 0

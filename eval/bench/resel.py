@@ -17,7 +17,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from eval.bench.timing import host_allocator, median, round_ratios, time_interleaved
+from eval.bench.timing import host_allocator, median, ratio_text, time_interleaved
 
 TRAJ_LEN = 1000
 
@@ -136,13 +136,7 @@ def bench_updates(presets, encoders, repeats: int) -> None:
         times = time_interleaved(fns, repeats=repeats)
         for enc in encoders:
             print(f"| {preset} | {enc} | {positions[enc]} | {1e3 * median(times[enc]):.1f} | "
-                  f"{_ratio(times, enc, 'gru')} |", flush=True)  # fmt: skip
-
-
-def _ratio(times: dict[str, list[float]], num: str, den: str) -> str:
-    """'median (min-max)' of the per-round ratios times[num] / times[den]."""
-    mid, lo, hi = round_ratios(times, num, den)
-    return f"{mid:.2f} ({lo:.2f}-{hi:.2f})"
+                  f"{ratio_text(times, enc, 'gru')} |", flush=True)  # fmt: skip
 
 
 def _encoder_fwd_bwd(net, length: int, batch: int):
@@ -177,9 +171,9 @@ def bench_encoders(presets, lengths, repeats: int) -> None:
             fns = {name: _encoder_fwd_bwd(n, length, 1) for name, n in nets.items()}
             t = time_interleaved(fns, repeats=repeats)
             par = "skipped (memory) | -" if big else (
-                f"{1e3 * median(t['par']):.1f} | {_ratio(t, 'par', 'gru')}")  # fmt: skip
+                f"{1e3 * median(t['par']):.1f} | {ratio_text(t, 'par', 'gru')}")  # fmt: skip
             print(f"| {preset} | {length} | {1e3 * median(t['gru']):.1f} | "
-                  f"{1e3 * median(t['seq']):.1f} | {_ratio(t, 'seq', 'gru')} | {par} |",
+                  f"{1e3 * median(t['seq']):.1f} | {ratio_text(t, 'seq', 'gru')} | {par} |",
                   flush=True)  # fmt: skip
 
 
@@ -214,8 +208,8 @@ def bench_scans(lengths, repeats: int) -> None:
                for name, method, chunk in [("seq", "sequential", 0), ("par", "parallel", 0),
                                            ("c8", "chunked", 8), ("c64", "chunked", 64)]}  # fmt: skip
         t = time_interleaved(fns, repeats=repeats)
-        print(f"| {length} | {1e3 * median(t['seq']):.1f} | {_ratio(t, 'par', 'seq')} | "
-              f"{_ratio(t, 'c8', 'seq')} | {_ratio(t, 'c64', 'seq')} |", flush=True)  # fmt: skip
+        print(f"| {length} | {1e3 * median(t['seq']):.1f} | {ratio_text(t, 'par', 'seq')} | "
+              f"{ratio_text(t, 'c8', 'seq')} | {ratio_text(t, 'c64', 'seq')} |", flush=True)  # fmt: skip
 
 
 def main(argv: list[str]) -> int:

@@ -66,6 +66,11 @@ def round_ratios(times: dict[str, list[float]], num: str, den: str) -> tuple[flo
     return median(ratios), min(ratios), max(ratios)
 
 
+def ratio_text(times: dict[str, list[float]], num: str, den: str) -> str:
+    """`round_ratios` as text: 'median x (min-max x)'."""
+    return "{:.2f}x ({:.2f}-{:.2f}x)".format(*round_ratios(times, num, den))
+
+
 def host_allocator() -> str:
     """The malloc this process runs on, as its environment chose it: a preloaded allocator (for
     jemalloc with its MALLOC_CONF), glibc with GLIBC_TUNABLES, or the system's default. XLA:CPU
