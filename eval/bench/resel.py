@@ -17,7 +17,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from eval.bench.timing import host_allocator, median, ratio_text, time_interleaved
+from eval.bench.timing import host_allocator, median, ratio_text, round_ratios, time_interleaved
 
 TRAJ_LEN = 1000
 
@@ -113,9 +113,8 @@ def bench_throughput(encoders, repeats: int) -> None:
 def _fraction(times: dict[str, list[float]], matmul: str, matmul_flops: int, flops: float) -> str:
     """The update's FLOP/s over the matmul's, (flops / t_update) / (matmul_flops / t_matmul),
     within each round: 'median% (min%-max%)'."""
-    pairs = zip(times[matmul], times["update"], strict=True)
-    fr = [flops * tm / (matmul_flops * tu) for tm, tu in pairs]
-    return f"{median(fr):.0%} ({min(fr):.0%}-{max(fr):.0%})"
+    mid, lo, hi = (flops / matmul_flops * r for r in round_ratios(times, matmul, "update"))
+    return f"{mid:.0%} ({lo:.0%}-{hi:.0%})"
 
 
 def bench_updates(presets, encoders, repeats: int) -> None:
