@@ -6,8 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import struct
 
 from resel import envs
+from resel.envs.core import Environment
+from resel.envs.spaces import Box, Discrete
+from resel.envs.wrappers import EpisodesPerTask
 from tests.envs_rollout import rollout
 
 GYMNAX_TASKS = [
@@ -269,3 +273,93 @@ def test_wind_sparse_reward_near_the_goal():
     assert out["reward"].sum() > 10  # reaches the goal and stays there
     np.testing.assert_array_equal(np.flatnonzero(out["done"]), [74])
     assert bool(out["truncated"][74]) and not out["terminated"].any()
+
+
+@struct.dataclass
+class _ToyParams:
+    max_steps_in_episode: int = 5
+
+
+@struct.dataclass
+class _ToyState:
+    time: jax.Array
+
+
+class _Toy(Environment):
+    """Toy task for `EpisodesPerTask`: observation [time], reward 1 a step, terminates on action 1."""
+
+    @property
+    def default_params(self):
+        return _ToyParams()
+
+    def reset_env(self, key, params):
+        return jnp.zeros(1), _ToyState(jnp.int32(0))
+
+    def restart(self, key, state):
+        return _ToyState(jnp.int32(0))
+
+    def step_env(self, key, state, action, params):
+        state = _ToyState(state.time + 1)
+        return state.time[None].astype(jnp.float32), state, 1.0, action == 1, {}
+
+    def observation_space(self, params=None):
+        return Box.make(0.0, np.inf, (1,))
+
+    def action_space(self, params=None):
+        return Discrete(2)
+
+
+def _varibad_reference(actions, horizon: int, episodes: int) -> tuple[list, list, list]:
+    """The release's `VariBadWrapper.step` over a gym `TimeLimit(horizon)` toy task, in plain
+    Python: the meta-episode is done when the inner episode has ended `episodes` times (by
+    termination or its own time limit); before that an ended inner episode restarts with the done
+    flag 1. Returns per-step (done flag, meta done, terminated) up to the first meta-episode end."""
+    elapsed, count, out = 0, 0, ([], [], [])
+    for a in actions:
+        elapsed += 1
+        terminated = a == 1
+        done_mdp = terminated or elapsed >= horizon
+        count += done_mdp
+        done_bamdp = count == episodes
+        out[0].append(int(done_mdp and not done_bamdp))
+        out[1].append(int(done_bamdp))
+        out[2].append(int(done_bamdp and terminated))
+        if done_mdp:
+            elapsed = 0
+        if done_bamdp:
+            break
+    return out
+
+
+@pytest.mark.parametrize(
+    "ends",
+    [[], [1], [4], [0, 1], [1, 3], [2, 4], [0, 0]],
+)
+@pytest.mark.parametrize("episodes", [2, 3])
+def test_episodes_per_task_gives_each_episode_its_horizon_as_the_release(ends, episodes):
+    """Horizon 5: a first episode that terminates after 2 steps leaves the second its full 5
+    steps (a 7-step meta-episode, the release's VariBAD wrapper), not the 8 left of 2 x 5.
+    `ends[i]` is the step of the i-th inner episode at which the agent terminates it."""
+    horizon = 5
+    actions = []
+    for e in range(episodes):  # terminate at step ends[e] of episode e, else run to the horizon
+        stop = ends[e] if e < len(ends) else horizon
+        actions += [int(t == stop) for t in range(min(stop + 1, horizon))]
+    flags, done_ref, term_ref = _varibad_reference(actions, horizon, episodes)
+    env = EpisodesPerTask(_Toy(), episodes)
+    params = env.default_params
+    assert params.max_steps_in_episode == horizon * episodes
+
+    def body(state, a):
+        obs, state, _, done, info = env.step(jax.random.key(0), state, a, params)
+        return state, (obs[-1], done, info["terminated"], info["truncated"])
+
+    _, state = env.reset(jax.random.key(0), params)
+    flag, done, term, trunc = jax.lax.scan(body, state, jnp.asarray(actions))[1]
+    n = len(done_ref)
+    assert n == len(actions)  # the reference ends the meta-episode on the last action
+    np.testing.assert_array_equal(flag, flags)
+    np.testing.assert_array_equal(done, done_ref)
+    np.testing.assert_array_equal(term, term_ref)
+    # the last episode ends by its own time limit unless terminated: a truncation (bootstrap)
+    np.testing.assert_array_equal(trunc, np.asarray(done_ref) & ~np.asarray(term_ref))

@@ -79,7 +79,8 @@ class ObserveReward(Wrapper):
 class EpisodesState:
     inner: object
     episode: jax.Array  # episodes of this task finished so far
-    time: jax.Array  # steps in the meta-episode
+    # the meta-episode's clock: episode * H + steps into the current episode (H the inner horizon)
+    time: jax.Array
 
 
 class EpisodesPerTask(Wrapper):
@@ -91,8 +92,11 @@ class EpisodesPerTask(Wrapper):
     same task (`env.restart`), but the observation returned is still the ended episode's last one
     with the flag set, as in the release's wrapper; the agent sees the new start after its next
     action. An inner termination before the last episode starts the next episode; only the last
-    one ends the meta-episode. Episode length: `episodes` x the inner one (`max_steps_in_episode`
-    of the params counts meta-episode steps), and returns sum over the episodes.
+    one ends the meta-episode. Every inner episode has its own horizon H: an episode that
+    terminates early skips the rest of its H steps on the meta-episode's clock (`time`), so the
+    meta-episode ends when its last inner episode ends, as in the release's `VariBadWrapper`
+    (horizon 5, a first episode that terminates after 2 steps: 2 + 5 = 7 steps, not 10).
+    `max_steps_in_episode` of the params is `episodes` x H, and returns sum over the episodes.
     """
 
     def __init__(self, env: Environment, episodes: int):
@@ -124,7 +128,8 @@ class EpisodesPerTask(Wrapper):
         fresh = self.env.restart(key_restart, inner)
         inner = jax.tree.map(lambda f, s: jax.lax.select(restart, f, s), fresh, inner)
         obs = jnp.append(obs, restart.astype(obs.dtype))
-        new = EpisodesState(inner, state.episode + restart.astype(jnp.int32), state.time + 1)
+        clock = jnp.where(restart, (state.episode + 1) * horizon, state.time + 1)
+        new = EpisodesState(inner, state.episode + restart.astype(jnp.int32), clock)
         info = {**info, "episode_ended": ended}
         return obs, new, reward, jnp.logical_and(terminated, last), info
 
