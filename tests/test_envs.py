@@ -186,22 +186,60 @@ def _key_to_door_policy(touch_key: bool, room: int = 5):
     return policy
 
 
+def _key_to_door_rollout(touch_key: bool, steps: int = 85, batch: int = 4):
+    """KeyToDoor-60 under the scripted policy: per-step reward, done, terminated, truncated and
+    `info["success"]`, [batch, steps] each."""
+    env, params = envs.make("KeyToDoor-60")
+    policy = _key_to_door_policy(touch_key)
+
+    def body(carry, k):
+        obs, state = carry
+        k_act, k_step = jax.random.split(k)
+        action = policy(k_act, obs, state.time)
+        obs, state, reward, done, info = env.step(k_step, state, action, params)
+        out = dict(reward=reward, done=done, success=info["success"])
+        out |= {k_: info[k_] for k_ in ("terminated", "truncated")}
+        return (obs, state), out
+
+    def one(key):
+        k_reset, k_run = jax.random.split(key)
+        _, out = jax.lax.scan(body, env.reset(k_reset, params), jax.random.split(k_run, steps))
+        return out
+
+    return jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(0), batch))
+
+
 @pytest.mark.parametrize("touch_key", [True, False])
 def test_key_to_door_final_reward_needs_the_key(touch_key):
-    env, params = envs.make("KeyToDoor-60")
-    run = jax.jit(
-        jax.vmap(lambda k: rollout(env, params, k, 85, policy=_key_to_door_policy(touch_key)))
-    )
-    out = run(jax.random.split(jax.random.key(0), 4))
+    """The scripted policy walks to the door, then steps off and back on it: with the key the door
+    pays 5 once (an opened door pays nothing more), without it nothing."""
+    out = _key_to_door_rollout(touch_key)
     apple_phase_end = 15 + 60
     for b in range(4):
-        done = np.flatnonzero(out["done"][b])
-        # the scripted policy walks to the door: the episode terminates in the door phase
-        assert len(done) >= 1 and apple_phase_end <= done[0] < 85
-        assert bool(out["terminated"][b, done[0]])
-        door_rewards = out["reward"][b, apple_phase_end : done[0] + 1]
+        door_rewards = np.asarray(out["reward"][b, apple_phase_end:])
         assert float(door_rewards.sum()) == (5.0 if touch_key else 0.0)
+        assert int(np.count_nonzero(door_rewards)) == (1 if touch_key else 0)
         assert not out["reward"][b, :15].any()  # apples only in the apple phase
+
+
+@pytest.mark.parametrize("touch_key", [True, False])
+def test_key_to_door_lasts_85_steps_and_ends_by_the_time_out(touch_key):
+    """As in the release: opening the door does not end the episode; every episode lasts exactly
+    15 + 60 + 10 steps and ends by a time-out (truncated, never terminated); `info["success"]` on
+    its last step is whether the door was opened with the key."""
+    out = _key_to_door_rollout(touch_key, steps=2 * 85)
+    done, terminated, truncated = (np.asarray(out[k]) for k in ("done", "terminated", "truncated"))
+    success = np.asarray(out["success"])
+    for b in range(4):
+        assert list(np.flatnonzero(done[b])) == [84, 169]
+        assert not terminated[b].any()
+        np.testing.assert_array_equal(truncated[b], done[b])
+        assert bool(success[b, 84]) == touch_key and bool(success[b, 169]) == touch_key
+        assert not success[b, :75].any()  # the door can open only in the door phase
+        # success, once reached, holds to the episode's end (and restarts with the next episode)
+        first = np.flatnonzero(success[b, :85])
+        if touch_key:
+            assert success[b, first[0] : 85].all() and not success[b, 85:160].any()
 
 
 def test_key_to_door_apple_respawns_twenty_steps_after_it_is_eaten():
@@ -268,7 +306,7 @@ def test_wind_sparse_reward_near_the_goal():
 
     out = rollout(env, params, jax.random.key(0), 75, policy=oracle)
     dist = np.linalg.norm(np.asarray(out["final_obs"]) - goal, axis=-1)
-    expected = np.where(dist <= 0.03, 1.0 - dist, 0.0)
+    expected = np.where(dist <= 0.03, 1.0, 0.0)  # the release: 1 within the goal radius
     np.testing.assert_allclose(out["reward"], expected, atol=1e-5)
     assert out["reward"].sum() > 10  # reaches the goal and stays there
     np.testing.assert_array_equal(np.flatnonzero(out["done"]), [74])

@@ -93,6 +93,16 @@ def test_gravity_task_set_is_fixed_and_split_100_20():
         envs.make("Hopper-Gravity", split="test", task_index=20)
 
 
+def test_humanoid_gravity_range_is_narrower_as_in_the_release():
+    """The release's log_scale_limit: 1.5**U(-2, 2) for Humanoid (envs/meta/__init__.py), 3
+    otherwise; the draws are the same uniforms scaled, so the exponents are in ratio 2 / 3."""
+    hum = envs.make("Humanoid-Gravity", split="all")[1].gravity_scales
+    other = envs.make("Hopper-Gravity", split="all")[1].gravity_scales
+    assert hum.min() >= 1.5**-2 and hum.max() <= 1.5**2
+    assert other.min() < 1.5**-2 and other.max() > 1.5**2
+    np.testing.assert_allclose(np.log(hum) / np.log(other), 2 / 3, rtol=1e-4)
+
+
 def test_two_gravities_give_different_trajectories_and_episodes_end_by_convention():
     """Hopper-Gravity, 45 steps of the same actions under the lightest and heaviest gravity."""
     env, params = envs.make("Hopper-Gravity", episode_length=40)

@@ -8,15 +8,22 @@ Each phase takes place in its own `room_size x room_size` room; a timer moves th
    cells, each worth `apple_reward` when stepped on: distractor rewards. An eaten apple comes back
    on its cell `apple_respawn` steps later (it reappears after the step at time t_eaten + R + 1;
    0: never).
-3. door phase (`door_steps` = 10 steps): stepping onto the door ends the episode (a termination)
-   with `final_reward` if the key was picked up in phase 1, else 0.
+3. door phase (`door_steps` = 10 steps): stepping onto the door with the key opens it and pays
+   `final_reward`, once per episode (an opened door pays nothing more, staying on it or coming
+   back); without the key the door pays nothing.
 
-The episode also terminates at the end of the door phase (a finite-horizon task: the last step is a
-true end, not a time-out), so its length is at most `key_steps + apple_steps + door_steps`.
+As in the release (FanmingL/Recurrent-Offpolicy-RL, envs/memory_envs/key_to_door, DeepMind's
+pycolab game): opening the door does not end the episode; the game is over only at the end of the
+door phase, after exactly `key_steps + apple_steps + door_steps` steps, which is also the time
+limit, and the release's trainer treats that last step as a time-out (bootstrapped). We follow
+it: the episode never terminates, it always ends by the time-out (`info["truncated"]` on its last
+step, `info["terminated"]` never).
 Actions: Discrete(4) = up, down, left, right (moves into walls leave the agent in place).
 Observation: the current room as 4 binary planes (agent, key, apple, door), flattened:
 float32 [4 * room_size**2]. Hidden: whether the key was picked up (only visible in phase 1).
-`info["success"]` is True on the step the door opens with the key.
+`info["success"]`: whether the door was opened with the key so far in the episode, so on the last
+step it is the episode's success (the release's `info["success"] = last_phase_reward() > 0` at game
+over, logged as `successTest`; the paper's Key-to-Door metric is the success rate).
 Defaults follow the release's Key-to-Door ("Mem-SR-N": phases 15 / N / 10 steps, 10 apples worth 1
 that respawn 20 steps after being eaten, final reward 5). The earlier TVT-style variant is
 `door_steps=15, final_reward=10, apple_respawn=0`.
@@ -51,6 +58,7 @@ class KeyToDoorState:
     agent: jax.Array  # int32 [2] (row, col)
     key: jax.Array  # int32 [2]
     has_key: jax.Array  # bool
+    opened: jax.Array  # bool: the door was opened with the key (the episode's success so far)
     apples: jax.Array  # bool [room_size, room_size]
     eaten_at: jax.Array  # int32 [room_size, room_size]: time an apple was last eaten there, or -1
     door: jax.Array  # int32 [2]
@@ -126,6 +134,7 @@ class KeyToDoor(Environment):
             agent=first[0],
             key=first[1],
             has_key=jnp.array(False),
+            opened=jnp.array(False),
             apples=apples,
             eaten_at=jnp.full(apples.shape, -1, jnp.int32),
             door=third[1],
@@ -153,16 +162,20 @@ class KeyToDoor(Environment):
         eaten_at = jnp.where(here & on_apple, state.time, state.eaten_at)
         back = (eaten_at >= 0) & (state.time > eaten_at + params.apple_respawn)
         apples = apples | (back & (params.apple_respawn > 0))
-        reward = on_apple * params.apple_reward + (on_door & has_key) * params.final_reward
+        opens = on_door & has_key & ~state.opened  # an opened door pays once per episode
+        reward = on_apple * params.apple_reward + opens * params.final_reward
         time = state.time + 1
         # the timer moves the agent to the next room
         agent = jnp.where(time == params.key_steps, state.starts[0], agent)
         agent = jnp.where(time == params.key_steps + params.apple_steps, state.starts[1], agent)
-        terminated = on_door | (time >= params.max_steps_in_episode)
+        opened = state.opened | opens
         new = state.replace(
-            agent=agent, has_key=has_key, apples=apples, eaten_at=eaten_at, time=time
-        )
-        info = {"success": on_door & has_key}
+            agent=agent, has_key=has_key, opened=opened, apples=apples, eaten_at=eaten_at,
+            time=time,
+        )  # fmt: skip
+        # never a termination: the episode ends by the time-out at the door phase's end (release)
+        terminated = jnp.array(False)
+        info = {"success": opened}
         return self._observe(new, params), new, reward.astype(jnp.float32), terminated, info
 
     def _observe(self, state, params) -> jax.Array:

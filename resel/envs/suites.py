@@ -69,7 +69,7 @@ def _brax_gravity(robot: str):
         episode_length: int = 1000,
     ):
         """`split`: "train" (100 tasks), "test" (20 held out) or "all"; `task_index` fixes one."""
-        scales = gravity_split(split, seed)
+        scales = gravity_split(split, seed, robot)
         if task_index is not None:
             if not 0 <= task_index < len(scales):
                 raise ValueError(

@@ -1,7 +1,7 @@
 """Wind: a 2-d point robot pushed by a hidden constant wind, rewarded only near a fixed goal.
 
     p_0 = (0, 0),  p_{t+1} = p_t + clip(a_t, -0.1, 0.1) + w,   w one of a fixed set ~ U(-0.08, 0.08)^2
-    r_t = 1 - |p_{t+1} - g|  if |p_{t+1} - g| <= 0.03 else 0,   g = (0, 1)
+    r_t = 1  if |p_{t+1} - g| <= 0.03 else 0,   g = (0, 1)   (the release's wind.py)
 
 Observation: the position p (2,). Hidden: the wind w, inferable from how positions move.
 Episode: exactly 75 steps, never terminates (every episode ends in a time-out).
@@ -86,7 +86,7 @@ class Wind(Environment):
         action = jnp.clip(action, -MAX_ACTION, MAX_ACTION)
         pos = state.pos + action + state.wind
         dist = jnp.linalg.norm(pos - params.goal)
-        reward = jnp.where(dist <= params.goal_radius, 1.0 - dist, 0.0)
+        reward = jnp.where(dist <= params.goal_radius, 1.0, 0.0)
         new = state.replace(pos=pos, time=state.time + 1)
         return pos, new, reward, jnp.array(False), {"task": state.wind}
 
