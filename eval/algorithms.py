@@ -2,7 +2,9 @@
 
 An adapter checks tasks and config before a study runs, and runs one cell (one task, one optimizer,
 several seeds vmapped; `ppo` and `a2c` shard them over all devices, `optim4rl.distributed`), calling `on_eval(seed_index, row)` after every evaluation so the runner can
-write metrics as they come. A row is a dict with at least "env_steps", "return" and "finite".
+write metrics as they come. A row is a dict with at least "env_steps", "return" and "finite";
+"success" (the evaluation episodes' success rate) where the task reports one (RESeL on
+Key-to-Door).
 """
 
 from __future__ import annotations
@@ -226,7 +228,8 @@ def _pairs(spec: Any, where: str) -> tuple[tuple[str, str], ...]:
     raise ValueError(f"{where}: expected a spec string or a table of spec strings, got {spec!r}")
 
 
-RESEL_RENAMED = ("step", "seed", "eval_return", "train_return")  # become env_steps, return, ...
+# become env_steps, return, success (Key-to-Door's success rate), ...
+RESEL_RENAMED = ("step", "seed", "eval_return", "eval_success", "train_return")
 
 
 class RESeLAlgorithm:
@@ -299,6 +302,7 @@ class RESeLAlgorithm:
                         "env_steps": float(row["step"]),
                         "return": float(row["eval_return"]),
                         "train_return": row.get("train_return"),
+                        **({"success": row["eval_success"]} if "eval_success" in row else {}),
                         "finite": 1.0,
                     },
                 )

@@ -161,7 +161,8 @@ def train_main(argv: list[str]) -> int:
     for r in rows:
         last[r["seed"]] = r
     for seed, r in sorted(last.items()):
-        print(f"seed {seed}: step {r['step']} eval return {r['eval_return']:.1f}")
+        success = f" success {r['eval_success']:.2f}" if "eval_success" in r else ""
+        print(f"seed {seed}: step {r['step']} eval return {r['eval_return']:.1f}{success}")
     return 0
 
 

@@ -6,8 +6,9 @@ the release's target guard, and every `policy_every` critic steps a policy and t
 `make_train` returns jitted pure functions over a `TrainState` (PureJaxRL style): `init(key)`,
 `warmup(state)` (uniform-random actions), `train_chunk(state)` (config.eval_every environment
 steps, one critic update per `env_steps_per_update` steps) and `evaluate(state, key)`
-(deterministic actions, zero initial state). Each is vmapped over a leading seed axis, so several
-seeds train in one process. `resel.train.run` drives them.
+(deterministic actions, zero initial state; the mean return and success rate of its episodes).
+Each is vmapped over a leading seed axis, so several seeds train in one process.
+`resel.train.run` drives them.
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def make_train(
             jnp.asarray(NO_BOUNDS, jnp.float32),
         )  # fmt: skip
         obs, env_state = env.reset(k_env, env_params)
-        actor = _new_actor(env_state, obs.reshape(-1), p)
+        actor = _episode_start(_new_actor(env_state, obs.reshape(-1), p), k_env, True)
         buf = rb.init_buffer(capacity, max_trajs, obs_dim, act_dim)
         z = jnp.zeros((), jnp.int32)
         return TrainState(agent, buf, actor, key, z, z)
@@ -183,6 +184,23 @@ def make_train(
             env_state, obs, jnp.zeros(obs_dim), jnp.zeros(act_dim), jnp.zeros(()),
             jnp.ones(()), carry, jnp.zeros(()), jnp.zeros((), jnp.int32),
         )  # fmt: skip
+
+    random_state = c.random_initial_state and c.net.encoder in ("mamba", "gru")
+
+    def _episode_start(actor: Actor, key, done) -> Actor:
+        """Where `done`, the policy's context-encoder state for the next training episode: each
+        entry ~ U[-1, 1] (Mamba: conv buffer and SSM state; GRU: hidden), the release's
+        `make_rnd_init_state`, with the start flag off so that the network keeps it."""
+        if not random_state:
+            return actor
+        leaves, tree = jax.tree.flatten(actor.carry)
+        keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
+        draws = [
+            jax.random.uniform(k, x.shape, x.dtype, -1.0, 1.0)
+            for k, x in zip(keys, leaves, strict=True)
+        ]
+        carry = jax.tree.map(lambda r, x: jnp.where(done, r, x), tree.unflatten(draws), actor.carry)
+        return actor._replace(carry=carry, start=jnp.zeros(()))
 
     def _inputs(actor: Actor) -> Seq:
         return Seq(
@@ -222,6 +240,7 @@ def make_train(
             ep_return=ret * (1.0 - d),
             ep_len=(a_st.ep_len + 1) * (1 - done.astype(jnp.int32)),
         )
+        actor = _episode_start(actor, k_env, done)
         finished = jnp.where(done, ret, jnp.nan)
         return state._replace(buffer=buf, actor=actor, step=state.step + 1), finished
 
@@ -277,12 +296,13 @@ def make_train(
             a_loss, a_grad = jax.value_and_grad(alpha_loss)(
                 agent.log_alpha, p_aux["logp"], batch.mask, target_entropy
             )
-            if discrete:  # fixed temperature for categorical policies (as in the paper)
-                a_grad = jnp.zeros_like(a_grad)
-            a_upd, alpha_opt = alpha_tx.update(a_grad, agent.alpha_opt, agent.log_alpha)
-            log_alpha = optax.apply_updates(agent.log_alpha, a_upd)
-            if c.log_alpha_max is not None and not discrete:
-                log_alpha = jnp.minimum(log_alpha, c.log_alpha_max)
+            if discrete:  # a fixed temperature, no optimizer step (the release's sac_alpha)
+                log_alpha, alpha_opt = agent.log_alpha, agent.alpha_opt
+            else:
+                a_upd, alpha_opt = alpha_tx.update(a_grad, agent.alpha_opt, agent.log_alpha)
+                log_alpha = optax.apply_updates(agent.log_alpha, a_upd)
+                if c.log_alpha_max is not None:
+                    log_alpha = jnp.minimum(log_alpha, c.log_alpha_max)
             agent = agent._replace(
                 policy=optax.apply_updates(agent.policy, upd),
                 policy_opt=policy_opt,
@@ -324,8 +344,10 @@ def make_train(
         metrics["episode_return"] = rets.reshape(-1)
         return state, metrics
 
-    def evaluate(state: TrainState, key) -> jax.Array:
-        """Mean return of eval_episodes deterministic episodes (tanh(mean)), zero initial state."""
+    def evaluate(state: TrainState, key) -> dict[str, jax.Array]:
+        """eval_episodes deterministic episodes (tanh(mean)), zero initial state: {"return": mean
+        return, "success": mean of `info["success"]` at the episode's end (NaN where the env
+        reports none, e.g. all but Key-to-Door)}."""
         p = state.agent.policy
 
         def episode(k):
@@ -334,25 +356,30 @@ def make_train(
             actor = _new_actor(env_state, obs.reshape(-1), p)
 
             def body(carry, k_t):
-                actor, ret, alive = carry
+                actor, ret, alive, success = carry
                 (mean, _), pc = policy.apply(p, _inputs(actor), actor.carry, method=policy.step)
                 a = jax.nn.one_hot(jnp.argmax(mean[0]), act_dim) if discrete else jnp.tanh(mean[0])
-                obs, env_state, rew, done, _ = env.step(k_t, actor.env_state, scale(a), eval_params)
+                obs, env_state, rew, done, info = env.step(
+                    k_t, actor.env_state, scale(a), eval_params
+                )
                 ret = ret + alive * jnp.asarray(rew, jnp.float32).reshape(())
+                # the success of the episode's last step (NaN for envs without info["success"])
+                s_t = jnp.asarray(info.get("success", jnp.nan), jnp.float32).reshape(())
+                success = jnp.where(alive > 0, s_t, success)
                 alive = alive * (1.0 - done.astype(jnp.float32))
                 actor = actor._replace(
                     env_state=env_state, obs=obs.reshape(-1), last_obs=actor.obs, last_act=a,
                     last_rew=jnp.asarray(rew, jnp.float32).reshape(()), start=jnp.zeros(()),
                     carry=pc,
                 )  # fmt: skip
-                return (actor, ret, alive), None
+                return (actor, ret, alive, success), None
 
-            (_, ret, _), _ = jax.lax.scan(
-                body, (actor, jnp.zeros(()), jnp.ones(())), jax.random.split(k_run, eval_len)
-            )
-            return ret
+            start = (actor, jnp.zeros(()), jnp.ones(()), jnp.full((), jnp.nan))
+            (_, ret, _, success), _ = jax.lax.scan(body, start, jax.random.split(k_run, eval_len))
+            return {"return": ret, "success": success}
 
-        return jnp.mean(jax.vmap(episode)(jax.random.split(key, c.eval_episodes)))
+        out = jax.vmap(episode)(jax.random.split(key, c.eval_episodes))
+        return jax.tree.map(jnp.mean, out)
 
     return Trainer(
         config=c,

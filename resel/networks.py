@@ -24,9 +24,11 @@ from resel.scan import selective_scan, selective_step
 
 ENCODERS = ("mamba", "gru", "transformer", "none")
 
-# The release's initialisation: its MLP layers (pre-encoders, the context encoder's linears, heads,
-# ensemble heads per member) get Xavier-uniform weights and zero biases; the Mamba block's linears
-# keep PyTorch's default, Kaiming-uniform with a = sqrt(5): U(+-1/sqrt(fan_in)).
+# The release's initialisation: the layers of its `layer_list` (the context encoder's input and
+# output MLPs, the policy's observation mapping and heads, the critic's ensemble heads per member)
+# get Xavier-uniform weights and zero biases; the pre-encoders, the critic's observation and
+# action encoders and the Mamba block's linears keep PyTorch's default nn.Linear initialisation,
+# Kaiming-uniform with a = sqrt(5): weights U(+-1/sqrt(fan_in)), biases U(+-1/sqrt(fan_in)).
 XAVIER = nn.initializers.xavier_uniform()
 TORCH_LINEAR = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
@@ -34,6 +36,22 @@ TORCH_LINEAR = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 def _linear(features: int, name: str, **kw) -> nn.Dense:
     """A release-initialised MLP layer (Xavier-uniform weights, zero bias)."""
     return nn.Dense(features, kernel_init=XAVIER, bias_init=nn.initializers.zeros, name=name, **kw)
+
+
+class TorchDense(nn.Module):
+    """Dense with PyTorch's default nn.Linear initialisation: W, b ~ U(+-1/sqrt(fan_in))."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        bound = 1.0 / math.sqrt(x.shape[-1])
+
+        def init(key, shape):
+            return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+
+        kernel = self.param("kernel", init, (x.shape[-1], self.features))
+        return x @ kernel + self.param("bias", init, (self.features,))
 
 
 class Seq(NamedTuple):
@@ -52,7 +70,8 @@ class NetConfig:
 
     encoder: str = "mamba"  # mamba | gru | transformer | none
     pre_dim: int = 128  # each pre-encoder Linear(-> pre_dim), no activation
-    ce_dim: int = 256  # CE input Linear(-> ce_dim) ELU; width of the Mamba/GRU/Transformer core
+    ce_dim: int = 256  # CE input MLP (-> ce_dim, ELU); width of the Mamba/GRU/Transformer core
+    ce_in_layers: int = 1  # layers of the CE input MLP (3 for Key-to-Door, paper App. D.3.2)
     ce_out: int = 128  # context embedding size
     n_blocks: int = 1
     d_state: int = 64
@@ -71,7 +90,7 @@ class NetConfig:
     hidden: int = 256
     n_hidden: int = 2
     n_critics: int = 8
-    norm_eps: float = 1e-5  # RMSNorm and the FFN's LayerNorm (the release's norm_epsilon)
+    norm_eps: float = 1e-8  # RMSNorm and the FFN's LayerNorm (the release's BlockList.norm_epsilon)
     log_std_min: float = -20.0
     log_std_max: float = 2.0
 
@@ -143,8 +162,9 @@ class MambaBlock(nn.Module):
             c.ce_dim, use_bias=False, kernel_init=TORCH_LINEAR, name="out_proj"
         )
         if c.ffn:
-            self.ffn_in = nn.Dense(c.ffn_dim, name="ffn_in")
-            self.ffn_out = nn.Dense(c.ce_dim, name="ffn_out")
+            # the release's weights: PyTorch's default; biases zeroed by Mamba's _init_weights
+            self.ffn_in = nn.Dense(c.ffn_dim, kernel_init=TORCH_LINEAR, name="ffn_in")
+            self.ffn_out = nn.Dense(c.ce_dim, kernel_init=TORCH_LINEAR, name="ffn_out")
             self.ffn_norm = nn.LayerNorm(epsilon=c.norm_eps, name="ffn_norm")
 
     def _ssm_inputs(self, x):
@@ -158,7 +178,8 @@ class MambaBlock(nn.Module):
     def _finish(self, x, y, z):
         out = x + self.out_proj(y * jax.nn.silu(z))
         if self.cfg.ffn:
-            out = self.ffn_norm(self.ffn_out(jax.nn.gelu(self.ffn_in(out))) + out)
+            h = jax.nn.gelu(self.ffn_in(out), approximate=False)  # exact (erf), as torch nn.GELU
+            out = self.ffn_norm(self.ffn_out(h) + out)
         return out
 
     def __call__(self, x: jax.Array, start: jax.Array) -> jax.Array:
@@ -311,13 +332,17 @@ class TransformerCore(nn.Module):
 
 
 class ContextEncoder(nn.Module):
-    """Linear(-> ce_dim) ELU -> core (Mamba blocks | GRU | Transformer) -> ELU -> Linear(-> ce_out)."""
+    """[Linear(-> ce_dim) ELU] x ce_in_layers -> core (Mamba blocks | GRU | Transformer) -> ELU
+    -> Linear(-> ce_out)."""
 
     cfg: NetConfig
 
     def setup(self):
         c = self.cfg
-        self.in_proj = _linear(c.ce_dim, "in_proj")
+        if c.ce_in_layers < 1:
+            raise ValueError(f"ce_in_layers must be >= 1, got {c.ce_in_layers}")
+        names = ["in_proj"] + [f"in_proj_{i}" for i in range(1, c.ce_in_layers)]
+        self.in_mlp = [_linear(c.ce_dim, n) for n in names]
         if c.encoder == "mamba":
             self.cores = [MambaBlock(c, name=f"mamba_{i}") for i in range(c.n_blocks)]
         elif c.encoder == "gru":
@@ -330,18 +355,23 @@ class ContextEncoder(nn.Module):
 
     def __call__(self, x: jax.Array, start: jax.Array) -> jax.Array:
         """x (batch, T, in), start (batch, T) -> embedding (batch, T, ce_out)."""
-        h = jax.nn.elu(self.in_proj(x))
+        h = self._in(x)
         for core in self.cores:
             h = core(h, start)
         return self.out_proj(jax.nn.elu(h))
 
     def step(self, x: jax.Array, start: jax.Array, carry) -> tuple[jax.Array, Any]:
-        h = jax.nn.elu(self.in_proj(x))
+        h = self._in(x)
         new = []
         for core, c in zip(self.cores, carry, strict=True):
             h, c = core.step(h, start, c)
             new.append(c)
         return self.out_proj(jax.nn.elu(h)), tuple(new)
+
+    def _in(self, x: jax.Array) -> jax.Array:
+        for layer in self.in_mlp:
+            x = jax.nn.elu(layer(x))
+        return x
 
     def initial_carry(self, batch: int):
         return tuple(core.initial_carry(batch) for core in self.cores)
@@ -357,12 +387,12 @@ class PreEncoder(nn.Module):
     def __call__(self, seq: Seq) -> jax.Array:
         d = self.cfg.pre_dim
         parts = [
-            _linear(d, "obs")(seq.obs),
-            _linear(d, "last_obs")(seq.last_obs),
-            _linear(d, "last_act")(seq.last_act),
+            TorchDense(d, name="obs")(seq.obs),
+            TorchDense(d, name="last_obs")(seq.last_obs),
+            TorchDense(d, name="last_act")(seq.last_act),
         ]
         if self.use_reward:
-            parts.append(_linear(d, "last_rew")(seq.last_rew))
+            parts.append(TorchDense(d, name="last_rew")(seq.last_rew))
         return jnp.concatenate(parts, axis=-1)
 
 
@@ -468,11 +498,11 @@ class Critic(_Embedder):
     def setup(self):
         super().setup()
         c = self.cfg
-        self.obs_encoder = _linear(c.obs_embed, "obs_encoder")
+        self.obs_encoder = TorchDense(c.obs_embed, name="obs_encoder")
         if self.discrete:
             self.head = MLPHead(c.hidden, c.n_hidden, self.action_dim, n=c.n_critics)
         else:
-            self.action_encoder = _linear(c.act_embed, "action_encoder")
+            self.action_encoder = TorchDense(c.act_embed, name="action_encoder")
             self.head = MLPHead(c.hidden, c.n_hidden, 1, n=c.n_critics)
 
     def q(

@@ -138,8 +138,10 @@ def run(
     """Train `config` on `env_name` for every seed at once (vmapped); returns the metric rows.
 
     Rows: {"step", "seed", "eval_return", "train_return", losses, "alpha", grad norms per module,
-    "sec_per_update"} after every evaluation. `eval_return` is measured on `eval_params`, by
-    default the task's held-out set (`heldout_params`) when it has one. With `out_dir`:
+    "sec_per_update"} after every evaluation, plus "eval_success" (the evaluation episodes' success
+    rate) on tasks whose info has "success" (Key-to-Door). `eval_return` is measured on
+    `eval_params`, by default the task's held-out set (`heldout_params`) when it has one. With
+    `out_dir`:
     config.json, metrics.jsonl and checkpoint.msgpack (every checkpoint_every steps) there;
     `resume=True` continues from the checkpoint. A seed with a non-finite loss is frozen (its
     event goes to metrics.jsonl); if any seed diverged, `TrainingDiverged` is raised at the end.
@@ -230,11 +232,14 @@ def run(
             break
         step = int(np.max(distributed.gather(state.step)))
         k = jax.random.fold_in(eval_base, step)
-        returns = distributed.gather(trainer.evaluate(state, jax.random.split(k, len(seeds))))
+        ev = distributed.gather(trainer.evaluate(state, jax.random.split(k, len(seeds))))
+        returns, success = ev["return"], ev["success"]
         for i, seed in enumerate(seeds):
             if not alive[i]:
                 continue
             row = {"step": step, "seed": seed, "eval_return": float(returns[i])}
+            if np.isfinite(success[i]):  # tasks with info["success"] (Key-to-Door)
+                row["eval_success"] = float(success[i])
             ep = m["episode_return"][i]
             ep = ep[np.isfinite(ep)]
             row["train_return"] = _finite_or_none(float(ep.mean())) if ep.size else None
@@ -246,8 +251,10 @@ def run(
             if write:
                 log.write(row)
         bar.update(step - bar.n)
+        succ = success[alive]
         bar.set_postfix(
             eval=f"{returns[alive].mean():.1f}",
+            **({"success": f"{succ.mean():.2f}"} if np.isfinite(succ).all() else {}),
             q_loss=f"{np.mean(m['critic_loss'][alive]):.3g}",
             alpha=f"{np.mean(m['alpha'][alive]):.3g}",
         )

@@ -108,7 +108,7 @@ def test_report_of_real_runs(study_out):
         assert (out / "report" / name).stat().st_size > 0
 
 
-def _fake_run(out, task, variant, seed, returns, sweep=None, status="finished"):
+def _fake_run(out, task, variant, seed, returns, sweep=None, status="finished", success=None):
     run = out / "runs" / task / variant / f"seed{seed}"
     run.mkdir(parents=True)
     family = variant.split("[")[0]
@@ -121,6 +121,8 @@ def _fake_run(out, task, variant, seed, returns, sweep=None, status="finished"):
     }
     (run / "config.json").write_text(json.dumps(config))
     rows = [{"env_steps": 100 * i, "return": r} for i, r in enumerate(returns)]
+    for row, rate in zip(rows, success or [], strict=False):
+        row["success"] = rate
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (run / "done.json").write_text(json.dumps({"status": status}))
 
@@ -170,6 +172,28 @@ def test_report_numbers_and_normalisation(tmp_path):
     assert "seed2 is unfinished" in text
     assert (out / "report" / "sensitivity.png").exists()
     assert (out / "report" / "sensitivity.pdf").exists()
+
+
+def test_report_gives_the_success_rate_where_runs_report_one(tmp_path):
+    """Runs with a "success" rate (RESeL on Key-to-Door) get a final success rate beside the final
+    return (summary.csv and a column of their task's table); tasks without one do not."""
+    out = tmp_path / "out"
+    (out / "runs").mkdir(parents=True)
+    (out / "study.json").write_text(json.dumps({"name": "fake", "scale": "cpu", "last": 2}))
+    for seed, rates in enumerate(([0.0, 0.5, 1.0], [0.0, 0.0, 0.5])):
+        _fake_run(out, "KeyToDoor-60", "adam", seed, [1, 2, 3], success=rates)
+        _fake_run(out, "catch", "adam", seed, [0, 1, 1])
+    text = write_report(out)
+    with open(out / "report" / "summary.csv") as f:
+        rows = {r["task"]: r for r in csv.DictReader(f)}
+    # mean of the last 2 evaluations per seed: 0.75 and 0.25
+    assert float(rows["KeyToDoor-60"]["final_success_mean"]) == pytest.approx(0.5)
+    assert float(rows["KeyToDoor-60"]["final_success_se"]) == pytest.approx(0.25)
+    assert np.isnan(float(rows["catch"]["final_success_mean"]))
+    key_table, catch_table = text.split("### KeyToDoor-60")[1], text.split("### catch")[1]
+    assert "final success rate |" in key_table.split("###")[0]
+    assert "| 0.50 ± 0.25 |" in key_table.split("###")[0]
+    assert "final success rate" not in catch_table.split("###")[0]
 
 
 def test_report_errors(tmp_path):

@@ -208,3 +208,25 @@ def test_resel_cell_that_diverges_keeps_its_evaluations():
             assert before and all(r["finite"] == 1.0 and r["env_steps"] < 1000 for r in before)
         else:
             assert rows[i][-1]["env_steps"] == 1000 and all(r["finite"] == 1.0 for r in rows[i])
+
+
+def test_resel_cell_reports_the_success_rate(monkeypatch):
+    """RESeL's `eval_success` (Key-to-Door) reaches the study rows as "success", beside "return"."""
+    pytest.importorskip("resel.config")
+    from eval.algorithms import get_algorithm
+    from resel import train
+
+    logged = {"step": 400, "seed": 0, "eval_return": 3.0, "eval_success": 0.5,
+              "train_return": None, "critic_loss": 1.0}  # fmt: skip
+    monkeypatch.setattr(train, "run", lambda *args, **kwargs: [logged])
+    resel = get_algorithm("resel")
+    rows = []
+    resel.run_cell(
+        task="KeyToDoor-60", preset="cpu", overrides={}, budget=400, num_evals=None,
+        optimizer=resel.build_optimizer("adam(learning_rate=3e-4)"), seeds=[0],
+        on_eval=lambda i, row: rows.append(row), desc="success",
+    )  # fmt: skip
+    assert rows == [
+        {"critic_loss": 1.0, "env_steps": 400.0, "return": 3.0, "train_return": None,
+         "success": 0.5, "finite": 1.0}
+    ]  # fmt: skip

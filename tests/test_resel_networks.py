@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -253,11 +254,14 @@ def _mamba_reference(p, x, start, cfg):
     RMSNorm -> in_proj -> (u, z); u = SiLU(causal depthwise conv within the trajectory);
     dt = softplus(W_dt (W_x u)[:r] + b); B, C = (W_x u)[r:r+n], [r+n:]; A = -exp(A_log);
     h = exp(dt A) (1 - start) h + dt B u; y = C.h + D u; out = x + W_out (y SiLU(z));
-    then LayerNorm(W2 GELU(W1 out + b1) + b2 + out)."""
+    then LayerNorm(W2 GELU(W1 out + b1) + b2 + out). The release's constants, not the config's:
+    norm epsilon 1e-8 (smamba BlockList.norm_epsilon) and torch's exact GELU, x Phi(x) with erf;
+    no conv when cfg.conv_kernel is 0 (Key-to-Door)."""
+    eps = 1e-8
     f = lambda a: np.asarray(a, np.float64)
     silu = lambda v: v / (1 + np.exp(-v))
     softplus = lambda v: np.log1p(np.exp(v))
-    gelu = lambda v: 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi) * (v + 0.044715 * v**3)))
+    gelu = lambda v: 0.5 * v * (1 + np.vectorize(math.erf)(v / math.sqrt(2)))
     x, start = f(x), f(start)
     batch, T, _ = x.shape
     d_inner, n, r, k = cfg.expand * cfg.ce_dim, cfg.d_state, cfg.dt_rank, cfg.conv_kernel
@@ -268,14 +272,15 @@ def _mamba_reference(p, x, start, cfg):
         window = np.zeros((k, d_inner))  # the last k pre-conv inputs of this trajectory
         for t in range(T):
             xt = x[b, t]
-            normed = xt / np.sqrt(np.mean(xt**2) + cfg.norm_eps) * f(p["norm"]["scale"])
+            normed = xt / np.sqrt(np.mean(xt**2) + eps) * f(p["norm"]["scale"])
             uz = normed @ f(p["in_proj"]["kernel"])
             u, z = uz[:d_inner], uz[d_inner:]
             if start[b, t]:
                 window[:] = 0.0
                 h[:] = 0.0
-            window = np.concatenate([window[1:], u[None]])
-            u = silu(f(p["conv_b"]) + np.sum(window * f(p["conv_w"]), axis=0))
+            if k:
+                window = np.concatenate([window[1:], u[None]])
+                u = silu(f(p["conv_b"]) + np.sum(window * f(p["conv_w"]), axis=0))
             dbc = u @ f(p["x_proj"]["kernel"])
             dt = softplus(dbc[:r] @ f(p["dt_proj"]["kernel"]) + f(p["dt_proj"]["bias"]))
             Bt, Ct = dbc[r : r + n], dbc[r + n :]
@@ -286,17 +291,19 @@ def _mamba_reference(p, x, start, cfg):
             ff = ff @ f(p["ffn_out"]["kernel"]) + f(p["ffn_out"]["bias"]) + o
             mu, var = ff.mean(), ff.var()
             ln = p["ffn_norm"]
-            out[b, t] = (ff - mu) / np.sqrt(var + cfg.norm_eps) * f(ln["scale"]) + f(ln["bias"])
+            out[b, t] = (ff - mu) / np.sqrt(var + eps) * f(ln["scale"]) + f(ln["bias"])
     return out
 
 
-def test_mamba_block_equals_numpy_reference():
+@pytest.mark.parametrize("conv_kernel", [TINY.conv_kernel, 0])
+@pytest.mark.parametrize("scale", [1.0, 1e-3])  # small inputs: the norm's epsilon shows
+def test_mamba_block_equals_numpy_reference(conv_kernel, scale):
     """(the scans agree with each other in test_scan_methods_match_naive_loop)"""
     from resel.networks import MambaBlock
 
-    cfg = TINY
+    cfg = dataclasses.replace(TINY, conv_kernel=conv_kernel)
     block = MambaBlock(cfg)
-    x = jax.random.normal(jax.random.PRNGKey(11), (2, 10, cfg.ce_dim))
+    x = scale * jax.random.normal(jax.random.PRNGKey(11), (2, 10, cfg.ce_dim))
     start = jnp.zeros((2, 10)).at[:, 0].set(1.0).at[0, 6].set(1.0)  # a reset inside row 0
     params = block.init(jax.random.PRNGKey(12), x, start)
     # move every parameter off its init value so that no term hides behind a 0 or a 1

@@ -50,6 +50,7 @@ def test_training_lowers_critic_loss_and_writes_run_files(full_run):
         # Pendulum returns start near -1200; the critic's TD error falls as Q fits the rewards
         assert mine[-1]["critic_loss"] < 0.5 * mine[0]["critic_loss"]
         assert all(np.isfinite(r["eval_return"]) and -2000 < r["eval_return"] < 0 for r in mine)
+        assert not any("eval_success" in r for r in mine)  # Pendulum reports no success
         assert mine[-1]["alpha"] < 1.0  # temperature tuned towards the target entropy
     r = rows[-1]
     for k in ("policy/grad_norm/context_encoder", "critic/grad_norm/head", "policy_loss"):
@@ -158,9 +159,34 @@ def test_evaluation_runs_on_the_evaluation_params(trained, pendulum):
     env, params = pendulum
     short = make_train_eval(env, params, params.replace(max_steps_in_episode=1))
     keys = jnp.stack([jax.random.PRNGKey(5)] * 2)
-    full, one = np.asarray(trainer.evaluate(state, keys)), np.asarray(short.evaluate(state, keys))
+    full, one = trainer.evaluate(state, keys), short.evaluate(state, keys)
+    full, one = np.asarray(full["return"]), np.asarray(one["return"])
     assert (full < -100).all()  # 200 steps of pendulum costs
     assert ((one <= 0) & (one > -17)).all()  # one step: -(theta^2 + 0.1 theta_dot^2 + ...) > -17
+
+
+def test_evaluation_success_is_the_success_at_the_episode_end(trained, pendulum):
+    """`evaluate`'s "success" is the mean over episodes of `info["success"]` on each episode's
+    last step (not at any step); NaN for an env without `info["success"]`."""
+    from resel.envs.core import Wrapper
+
+    class SucceedsAt(Wrapper):  # info["success"] only on the step that reaches time `at`
+        def __init__(self, env, at):
+            super().__init__(env)
+            self.at = at
+
+        def step_env(self, key, state, action, params):
+            obs, state, reward, terminated, info = self.env.step_env(key, state, action, params)
+            return obs, state, reward, terminated, {**info, "success": state.time == self.at}
+
+    trainer, state = trained
+    env, params = pendulum
+    params = params.replace(max_steps_in_episode=5)
+    keys = jnp.stack([jax.random.PRNGKey(5)] * 2)
+    assert np.isnan(np.asarray(trainer.evaluate(state, keys)["success"])).all()
+    for at, expected in ((3, 0.0), (5, 1.0)):  # mid-episode: not a success; the last step: one
+        ev = train.make_train(CFG, SucceedsAt(env, at), params).evaluate(state, keys)
+        np.testing.assert_array_equal(np.asarray(ev["success"]), [expected] * 2)
 
 
 def make_train_eval(env, params, eval_params):
@@ -218,7 +244,7 @@ def test_cli_optim_patterns_and_divergence_is_reported(tmp_path, capsys):
                        "--optim", "policy.head=sgd(learning_rate=0.1)", "--optim",
                        "alpha=adam(learning_rate=3e-4)"])  # fmt: skip
     cfg = config_from_args(args)
-    assert cfg.batch_size == 2000  # classic POMDP column of Table 2
+    assert cfg.batch_size == 1999  # the release's classic POMDP batch (Table 2: 2000)
     assert cfg.policy_optim[0] == ("head", "sgd(learning_rate=0.1)")  # new patterns go first
     assert dict(cfg.critic_optim)["context_encoder"] == C.adamw(3e-4)
     assert cfg.alpha_optim == "adam(learning_rate=3e-4)"
@@ -269,6 +295,22 @@ def test_discrete_task_trains_with_fixed_alpha_and_full_batches(tmp_path):
     assert header["layout"]["max_trajs_per_batch"] > 4
 
 
+def test_key_to_door_logs_the_success_rate_beside_the_return(tmp_path):
+    """Key-to-Door reports info["success"]: every evaluation row carries `eval_success`, the
+    success rate of the evaluation episodes (2 here), also in metrics.jsonl."""
+    from resel import envs
+
+    env = envs.make("KeyToDoor-60")
+    cfg = dataclasses.replace(CFG, total_steps=400, batch_size=85, max_trajs_per_batch=2)
+    rows = train.run(cfg, "KeyToDoor-60", [0], tmp_path, progress=False, env=env)
+    assert [r["step"] for r in rows] == [400]
+    logged = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert logged == rows
+    for r in rows:
+        assert r["eval_success"] in (0.0, 0.5, 1.0)
+        assert r["eval_return"] >= 5.0 * r["eval_success"]  # an opened door pays 5
+
+
 def test_encoder_none_drops_exactly_the_encoder_patterns():
     specs = (("context_encoder", "sgd(0.1)"), ("pre_encoder", "sgd(0.2)"),
              ("context_encoder/Dense_0", "sgd(0.3)"), ("default", "sgd(1.0)"))  # fmt: skip
@@ -279,29 +321,113 @@ def test_encoder_none_drops_exactly_the_encoder_patterns():
         C.Config(policy_optim=(("head", "sgd(1)"), ("head", "sgd(2)")))
 
 
-def test_cpu_preset_scales_the_encoder_lr_on_the_classic_pomdps_only():
-    """cpu preset: 10x the paper's context-encoder lr on -P/-V tasks (per-task exceptions
-    included), still below the heads' lrs; the paper's elsewhere; the heads' lrs untouched; and
-    its per-task update-ratio exception, which an explicit override beats."""
+def _lrs(cfg) -> tuple[float, float, float, float]:
+    """(policy CE, critic CE, policy, critic) learning rates of a config."""
+    lr = {
+        (net, p): optim4rl.specs.parse_spec(spec)[2]["learning_rate"]
+        for net in ("policy_optim", "critic_optim")
+        for p, spec in getattr(cfg, net)
+    }
+    return (lr["policy_optim", "context_encoder"], lr["critic_optim", "context_encoder"],
+            lr["policy_optim", "default"], lr["critic_optim", "default"])  # fmt: skip
 
-    def lrs(cfg):
-        return {
-            (net, p): optim4rl.specs.parse_spec(s)[2]["learning_rate"]
-            for net in ("policy_optim", "critic_optim")
-            for p, s in getattr(cfg, net)
-        }
 
-    for env, factor in (("Pendulum-V", 10), ("Walker2d-P", 10), ("Ant-V", 10), ("AntDir", 1)):
-        paper, cpu = lrs(C.preset("paper", env)), lrs(C.preset("cpu", env))
-        for (net, p), lr in cpu.items():
-            want = paper[net, p] * (factor if p == "context_encoder" else 1)
-            assert lr == pytest.approx(want), (env, net, p)
-        for net in ("policy_optim", "critic_optim"):
-            assert cpu[net, "context_encoder"] < cpu[net, "default"], (env, net)
+# The release's launch scripts (FanmingL/Recurrent-Offpolicy-RL, gen_tmuxp_mamba_*.py), written
+# out here by hand: task -> (CE lr, policy lr, critic lr, batch, env steps = 5,000 random steps +
+# iterations x 1,000, target entropy (None: -|A|)).
+RELEASE = {
+    # gen_tmuxp_mamba_pomdp.py: 1500 iterations, batch 1999; AntBLT-V and WalkerBLT-P exceptions
+    "Hopper-P": (1e-5, 3e-4, 1e-3, 1999, 1_505_000, None),
+    "Ant-V": (1e-5, 5e-4, 5e-4, 128, 1_505_000, None),
+    "Walker2d-P": (5e-6, 3e-4, 1e-3, 1999, 1_505_000, None),
+    # gen_tmuxp_mamba_dynamics_rnd.py: 2000 iterations, batch 999, Hopper's target entropy 0
+    "Hopper-Gravity": (2e-6, 6e-5, 2e-4, 999, 2_005_000, 0.0),
+    "Humanoid-Gravity": (2e-6, 6e-5, 2e-4, 999, 2_005_000, None),
+    # gen_tmuxp_mamba_mujoco.py: 5000 iterations, batch 1999, Hopper TE 0, HalfCheetah lrs x5
+    "Hopper": (2e-6, 6e-5, 2e-4, 1999, 5_005_000, 0.0),
+    "Walker2d": (2e-6, 6e-5, 2e-4, 1999, 5_005_000, None),
+    "HalfCheetah": (1e-5, 3e-4, 1e-3, 1999, 5_005_000, None),
+    # gen_tmuxp_mamba_meta.py: 5000 iterations, batch 999, reward as input
+    "AntDir": (2e-6, 6e-5, 2e-4, 999, 5_005_000, None),
+    "Wind": (2e-6, 6e-5, 2e-4, 999, 5_005_000, None),
+}
+
+
+@pytest.mark.parametrize("env", sorted(RELEASE))
+def test_paper_preset_is_the_releases_launch_script(env):
+    ce, pol, crit, batch, steps, entropy = RELEASE[env]
+    cfg = C.preset("paper", env)
+    assert _lrs(cfg) == pytest.approx((ce, ce, pol, crit))
+    assert (cfg.batch_size, cfg.total_steps, cfg.target_entropy) == (batch, steps, entropy)
+    assert cfg.use_reward == (env in ("AntDir", "Wind"))
+    # shared by every script (sac_tau 0.995 is tau 0.005 here), and the temperature's optimizer:
+    # torch.optim.AdamW(lr=alpha_lr=1e-4) with torch's default weight decay 0.01
+    assert (cfg.gamma, cfg.tau, cfg.warmup_steps, cfg.policy_every) == (0.99, 0.005, 5000, 2)
+    alpha_tx = ("adamw", (), {"learning_rate": 1e-4, "weight_decay": 0.01})
+    assert optim4rl.specs.parse_spec(cfg.alpha_optim) == alpha_tx
+    assert cfg.net.norm_eps == 1e-8 and cfg.net.conv_kernel == 8 and cfg.net.n_blocks == 1
+
+
+@pytest.mark.parametrize("length", [60, 120, 250, 500])
+def test_key_to_door_preset_is_the_papers(length):
+    """Paper App. D.3.2 / Table 2: no conv1d, a 3-layer 256-unit MLP before the Mamba block, 4
+    blocks at length 500 (else 1), gamma 0.9999; discrete actions: the release's fixed alpha 0.2."""
+    for name in ("paper", "cpu"):
+        cfg = C.preset(name, f"KeyToDoor-{length}")
+        net = cfg.net
+        assert (net.conv_kernel, net.ce_in_layers, net.n_blocks) == (
+            0,
+            3,
+            4 if length == 500 else 1,
+        )
+        assert (cfg.gamma, cfg.discrete_alpha) == (0.9999, 0.2)
+    assert C.preset("paper", "KeyToDoor-60").net.ce_dim == 256
+    assert _lrs(C.preset("paper", "KeyToDoor-60")) == pytest.approx((1e-5, 1e-5, 3e-4, 1e-3))
+
+
+# the cpu preset's learning rates, written out: 10x the paper's context-encoder lr on the classic
+# POMDPs (CE / policy = 1/3 at Pendulum, not the method's 1/30), the paper's elsewhere
+CPU_LRS = {
+    "Pendulum-V": (1e-4, 1e-4, 3e-4, 1e-3),
+    "Walker2d-P": (5e-5, 5e-5, 3e-4, 1e-3),
+    "Ant-V": (1e-4, 1e-4, 5e-4, 5e-4),
+    "AntDir": (2e-6, 2e-6, 6e-5, 2e-4),
+    "Hopper-Gravity": (2e-6, 2e-6, 6e-5, 2e-4),
+}
+
+
+def test_cpu_preset_learning_rates_and_update_ratio():
+    for env, lrs in CPU_LRS.items():
+        assert _lrs(C.preset("cpu", env)) == pytest.approx(lrs), env
     # the update ratio: the paper's 1:1 on Pendulum-V (CPU_TASK_OVERRIDES), 1:2 elsewhere
     assert C.preset("cpu", "Pendulum-V").env_steps_per_update == 1
     assert C.preset("cpu", "Pendulum-P").env_steps_per_update == 2
     assert C.preset("cpu", "Pendulum-V", env_steps_per_update=2).env_steps_per_update == 2
-    assert lrs(C.preset("cpu", "Pendulum-V", policy_optim=C.module_optims(1e-5, 3e-4)))[
-        "policy_optim", "context_encoder"
-    ] == pytest.approx(1e-5)  # an explicit override wins
+    override = C.preset("cpu", "Pendulum-V", policy_optim=C.module_optims(1e-5, 3e-4))
+    assert _lrs(override)[0] == pytest.approx(1e-5)  # an explicit override wins
+
+
+@pytest.mark.parametrize("random_state", [True, False])
+def test_training_episodes_start_the_policy_state_at_uniform_noise(pendulum, random_state):
+    """The release's make_rnd_init_state: every training episode (the first, and each after a
+    done; here Pendulum's 200-step episode ends on the warm-up's last step) starts the policy's
+    Mamba carry (conv buffer, SSM state) at fresh U[-1, 1] draws, with the start flag off so the
+    network keeps them; off, the carry is zero and the start flag zeroes it."""
+    env, params = pendulum
+    cfg = dataclasses.replace(CFG, random_initial_state=random_state)
+    trainer = train.make_train(cfg, env, params)
+    first = trainer.init(jnp.stack([jax.random.PRNGKey(0)] * 2))
+    second = trainer.warmup(first)  # 200 random-action steps: the carry is drawn again at done
+    assert int(second.actor.ep_len[0]) == 0  # a new episode starts
+    for state in (first, second):
+        leaves = jax.tree.leaves(state.actor.carry)
+        x = np.concatenate([np.asarray(v).ravel() for v in leaves])
+        np.testing.assert_array_equal(np.asarray(state.actor.start), 0.0 if random_state else 1.0)
+        if not random_state:
+            assert not x.any()
+            continue
+        assert x.size > 200 and x.min() >= -1.0 and x.max() <= 1.0
+        assert abs(x.mean()) < 0.15 and abs(x.std() - 1 / np.sqrt(3)) < 0.08  # U[-1, 1]
+    if random_state:
+        a, b = (np.asarray(jax.tree.leaves(s.actor.carry)[-1]) for s in (first, second))
+        assert not np.allclose(a, b)

@@ -58,6 +58,9 @@ class Group:
     curves: np.ndarray
     status: list[str] = field(default_factory=list)
     held_from: list[int] = field(default_factory=list)
+    # success rate curves [seeds, evals], held like `curves`, where the runs report "success"
+    # (RESeL on Key-to-Door); None where they do not
+    success: np.ndarray | None = None
 
     def __post_init__(self):
         self.status = self.status or [FINISHED] * len(self.seeds)
@@ -156,12 +159,14 @@ def group_runs(runs: list[Run]) -> tuple[list[Group], list[str]]:
         steps = _task_steps(task_runs)
         firsts = [r.rows[0]["return"] for r in task_runs if r.valid > 0]
         untrained = float(np.mean(firsts)) if firsts else float("nan")
+        first_success = [r.rows[0].get("success", np.nan) for r in task_runs if r.valid > 0]
+        untrained_success = float(np.mean(first_success)) if first_success else float("nan")
         cells: dict[str, list[Run]] = defaultdict(list)
         for run in task_runs:
             cells[run.variant].append(run)
         for variant, cell in cells.items():
             cell.sort(key=lambda r: r.seed)
-            kept, curves, status, held = [], [], [], []
+            kept, curves, status, held, success = [], [], [], [], []
             for r in cell:
                 n = min(r.valid, len(steps))
                 if (n == 0 and not firsts) or len(steps) == 0:
@@ -170,6 +175,10 @@ def group_runs(runs: list[Run]) -> tuple[list[Group], list[str]]:
                 values = [row["return"] for row in r.rows[:n]]
                 fill = values[-1] if values else untrained
                 curves.append(values + [fill] * (len(steps) - n))
+                rates = [row.get("success", np.nan) for row in r.rows[:n]]
+                success.append(
+                    rates + [rates[-1] if rates else untrained_success] * (len(steps) - n)
+                )
                 kept.append(r.seed)
                 if r.status == FINISHED and n < len(steps):  # a non-finite return in a finished run
                     status.append(DIVERGED)
@@ -188,6 +197,7 @@ def group_runs(runs: list[Run]) -> tuple[list[Group], list[str]]:
                         np.array(curves, float),
                         status,
                         held,
+                        np.array(success, float) if np.isfinite(success).all() else None,
                     )
                 )
     return groups, notes

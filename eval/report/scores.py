@@ -21,7 +21,9 @@ def finals(g: Group, last: int) -> np.ndarray:
 
 def summarize(groups: list[Group], last: int) -> list[dict[str, Any]]:
     """One row per group: first evaluation, final (mean of the last `last` evals) and AUC
-    statistics."""
+    statistics; where any group reports a success rate (Key-to-Door), every row gets the final
+    success rate's mean and standard error over seeds (NaN for groups without one)."""
+    with_success = any(g.success is not None for g in groups)
     rows = []
     for g in groups:
         first_m, first_se = stats.mean_se(g.curves[:, 0])
@@ -49,6 +51,13 @@ def summarize(groups: list[Group], last: int) -> list[dict[str, Any]]:
                 "auc_se": ase,
             }
         )
+        if with_success:
+            sm, sse = (
+                stats.mean_se(stats.final_return(g.success, min(last, g.success.shape[1])))
+                if g.success is not None
+                else (float("nan"), float("nan"))
+            )
+            rows[-1] |= {"final_success_mean": sm, "final_success_se": sse}
     return rows
 
 

@@ -17,6 +17,10 @@ def fmt(mean: float, se: float) -> str:
     return f"{mean:.1f} ± {se:.1f}" if np.isfinite(se) else f"{mean:.1f}"
 
 
+def fmt_2(mean: float, se: float) -> str:
+    return f"{mean:.2f} ± {se:.2f}" if np.isfinite(se) else f"{mean:.2f}"
+
+
 def fmt_g(mean: float, se: float) -> str:
     return f"{mean:.3g} ± {se:.2g}" if np.isfinite(se) else f"{mean:.3g}"
 
@@ -95,22 +99,29 @@ def markdown(
         "parameters or loss became non-finite) counts in every number with its last finite "
         "evaluation held to the end of training (the task's untrained return if it had none); a "
         "stopped seed (a RESeL seed whose vmapped run stopped when another seed diverged) is held "
-        "the same way. The held runs are listed at the end.",
+        "the same way. The held runs are listed at the end. Final success rate (tasks that report "
+        "one, e.g. Key-to-Door, where it is the paper's metric) = the evaluation episodes' success "
+        "rate, averaged like the final return.",
         "",
     ]
     for task in dict.fromkeys(r["task"] for r in summary):
+        cells = [r for r in summary if r["task"] == task]
+        # tasks that report a success rate (Key-to-Door, the paper's metric there) get a column
+        success = any(np.isfinite(r.get("final_success_mean", np.nan)) for r in cells)
         lines += [
             f"### {task}",
             "",
-            "| optimizer | seeds | env steps | first eval | final return | IQM [95% CI] | AUC |",
-            "|---|---|---|---|---|---|---|",
+            "| optimizer | seeds | env steps | first eval | final return | IQM [95% CI] | AUC |"
+            + (" final success rate |" if success else ""),
+            "|---|---|---|---|---|---|---|" + ("---|" if success else ""),
         ]
-        for r in (r for r in summary if r["task"] == task):
+        for r in cells:
             lines.append(
                 f"| {r['optimizer']} | {seeds_cell(r)} | {r['env_steps']:.3g} | "
                 f"{fmt(r['first_mean'], r['first_se'])} | {fmt(r['final_mean'], r['final_se'])} | "
                 f"{r['final_iqm']:.1f} [{r['final_iqm_ci_low']:.1f}, {r['final_iqm_ci_high']:.1f}]"
                 f" | {fmt(r['auc_mean'], r['auc_se'])} |"
+                + (f" {fmt_2(r['final_success_mean'], r['final_success_se'])} |" if success else "")
             )
         lines.append("")
     if best:
