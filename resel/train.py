@@ -72,18 +72,30 @@ class TrainingDiverged(RuntimeError):
         self.rows = rows or []
 
 
-def make_env(env_name: str):
-    """A resel.envs task by name (the agent feeds the last reward itself, so no wrapper)."""
+def task_seed(env_name: str, seed: int) -> dict[str, int]:
+    """`{"seed": seed}` where the task's factory draws its task set or split with a seed (gravity,
+    HalfCheetahVel, Wind: the release splits by the run's seed), else `{}`."""
     from resel import envs
 
-    return envs.make(env_name)
+    return {"seed": seed} if env_name in envs.names() and envs.takes(env_name, "seed") else {}
 
 
-def heldout_params(env_name: str) -> Any | None:
-    """Params of the task's held-out task set, None if it has none (or is not a resel.envs name)."""
+def make_env(env_name: str, seed: int = 0):
+    """A resel.envs task by name, its task split drawn with `seed` where it has one (the agent
+    feeds the last reward itself, so no wrapper)."""
     from resel import envs
 
-    return envs.heldout_params(env_name) if env_name in envs.names() else None
+    return envs.make(env_name, **task_seed(env_name, seed))
+
+
+def heldout_params(env_name: str, seed: int = 0) -> Any | None:
+    """Params of the task's held-out task set (split by `seed`), None if it has none (or is not a
+    resel.envs name)."""
+    from resel import envs
+
+    if env_name not in envs.names():
+        return None
+    return envs.heldout_params(env_name, task_seed(env_name, seed).get("seed"))
 
 
 _TRAINERS: dict[tuple, Trainer] = {}
@@ -149,9 +161,10 @@ def run(
     from tqdm.auto import tqdm
 
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
-    env, env_params = env if env is not None else make_env(env_name)
+    # the task split of the run's first seed: vmapped seeds share one environment
+    env, env_params = env if env is not None else make_env(env_name, seeds[0])
     if eval_params is None:
-        eval_params = heldout_params(env_name)
+        eval_params = heldout_params(env_name, seeds[0])
     ep_len = int(env.episode_length(env_params))
     c = config
     out = Path(out_dir) if out_dir is not None else None

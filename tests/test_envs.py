@@ -117,10 +117,23 @@ def test_occlusion_keeps_the_named_part(base, indices, part):
 def test_cartpole_terminates_and_bootstraps_on_termination_only():
     env, params = envs.make("CartPole-V")
     out = rollout(env, params, jax.random.key(0), 200, policy=lambda k, o, t: jnp.int32(1))
-    # always pushing right: the pole falls well before the 500-step time-out
+    # always pushing right: the pole falls well before the 200-step time-out
     assert bool(out["terminated"].any()) and not bool(out["truncated"].any())
     first = int(np.flatnonzero(out["done"])[0])
     assert 5 < first < 100
+
+
+def test_cartpole_times_out_at_200_steps_as_the_releases_cartpole_v0():
+    """A balancing controller (push towards the pole's lean) survives; the episode is cut by the
+    time-out at 200 steps (gym's CartPole-v0, which the release wraps), on -P / -V too."""
+    env, params = envs.make("CartPole")
+    balance = lambda k, obs, t: (obs[2] + 0.5 * obs[3] > 0).astype(jnp.int32)
+    out = rollout(env, params, jax.random.key(0), 401, policy=balance)
+    np.testing.assert_array_equal(np.flatnonzero(out["done"]), [199, 399])
+    assert bool(out["truncated"][199]) and not out["terminated"].any()
+    for name in ("CartPole-P", "CartPole-V"):
+        occluded, p = envs.make(name)
+        assert occluded.episode_length(p) == 200
 
 
 def test_memory_chain_rewards_recall():
@@ -295,6 +308,25 @@ def test_wind_and_cheetah_velocity_tasks_come_from_fixed_sets_with_held_out_ones
     v_train, v_test = task_sets.velocity_targets("train"), task_sets.velocity_targets("test")
     assert v_train.shape == (100,) and v_test.shape == (20,) and 0 <= v_train.min() <= 3
     assert not set(v_train.tolist()) & set(v_test.tolist())
+
+
+def test_task_splits_are_drawn_by_the_runs_seed_as_in_the_release():
+    """Wind: the release's 60 winds (wind.py: RandomState(1337), one (x, y) pair per task, in
+    order) whatever the seed, split 40 / 20 differently per seed; HalfCheetahVel's targets are
+    drawn with the seed. `make(..., seed=)` and `heldout_params(name, seed)` follow it."""
+    from resel.envs import task_sets
+
+    rs = np.random.RandomState(1337)
+    release = {(np.float32(rs.uniform(-0.08, 0.08)), np.float32(rs.uniform(-0.08, 0.08)))
+               for _ in range(60)}  # fmt: skip
+    for seed in (0, 1):
+        assert {tuple(w) for w in task_sets.winds("all", seed)} == release
+    a, b = task_sets.winds("train", 0), task_sets.winds("train", 1)
+    assert {tuple(w) for w in a} != {tuple(w) for w in b}
+    np.testing.assert_array_equal(envs.make("Wind", seed=1)[1].winds, b)
+    np.testing.assert_array_equal(envs.heldout_params("Wind", 1).winds, task_sets.winds("test", 1))
+    v0, v1 = task_sets.velocity_targets("all", 0), task_sets.velocity_targets("all", 1)
+    assert not np.allclose(v0, v1) and min(v0.min(), v1.min()) >= 0
 
 
 def test_wind_sparse_reward_near_the_goal():

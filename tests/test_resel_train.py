@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -431,3 +433,19 @@ def test_training_episodes_start_the_policy_state_at_uniform_noise(pendulum, ran
     if random_state:
         a, b = (np.asarray(jax.tree.leaves(s.actor.carry)[-1]) for s in (first, second))
         assert not np.allclose(a, b)
+
+
+def test_run_evaluates_on_the_held_out_tasks_of_its_seeds_split():
+    """By default `run` trains on the training tasks and evaluates on the held-out ones, both of
+    the split its (first) seed draws, the release's rule; config.json says so."""
+    from resel.envs import task_sets
+
+    cfg = dataclasses.replace(CFG, total_steps=400, eval_every=200, checkpoint_every=10_000)
+    train._TRAINERS.clear()
+    with tempfile.TemporaryDirectory() as out:
+        train.run(cfg, "Wind", [3], out, progress=False)
+        meta = json.loads((Path(out) / "config.json").read_text())
+    assert meta["eval_tasks"] == "held-out"
+    (trainer,) = train._TRAINERS.values()
+    np.testing.assert_array_equal(trainer.eval_params.winds, task_sets.winds("test", 3))
+    np.testing.assert_array_equal(trainer.env.default_params.winds, task_sets.winds("train", 3))

@@ -12,7 +12,7 @@ observation of the ended episode. See docs/envs.md for every suite.
 
 from resel.envs import suites  # noqa: F401  (registers the built-in tasks)
 from resel.envs.core import Environment, Wrapper
-from resel.envs.registry import FAMILIES, family_of, heldout_params, make, names, register
+from resel.envs.registry import FAMILIES, family_of, heldout_params, make, names, register, takes
 from resel.envs.spaces import Box, Discrete
 from resel.envs.wrappers import ObservationMask, ObserveReward
 
@@ -29,4 +29,5 @@ __all__ = [
     "make",
     "names",
     "register",
+    "takes",
 ]

@@ -1,8 +1,8 @@
-"""The fixed gravity task set of the dynamics-randomized suite.
+"""The gravity task set of the dynamics-randomized suite.
 
 Gravity is Brax's default gravity times `1.5**u`, `u ~ U(-L, L)` with L = 3 (L = 2 for Humanoid,
-the release's `log_scale_limit`): 120 scales drawn once from a
-fixed seed (numpy PCG64, so the set does not depend on the JAX version); the first 100 are the
+the release's `log_scale_limit`): 120 scales drawn with a seed, the run's seed as in the release
+(numpy PCG64, so the set does not depend on the JAX version); the first 100 are the
 training tasks, the last 20 are held out for evaluation. These are the release's counts
 (pomdp_config.py: num_tasks 120, num_train_tasks 100, num_eval_tasks 20 for every DM_*_gravity
 task); the paper's text says 60 = 40 + 20. We follow the release, the code behind the reported

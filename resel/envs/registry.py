@@ -78,11 +78,17 @@ def make(name: str, *, observe_reward: bool = False, **options: Any) -> tuple[En
     return env, env.default_params
 
 
+def takes(name: str, option: str) -> bool:
+    """Whether task `name`'s factory takes `option` (e.g. "split", "seed")."""
+    return option in inspect.signature(_entry(name).factory).parameters
+
+
 @functools.cache
-def heldout_params(name: str) -> Any | None:
-    """Params of task `name`'s held-out task set (its `split="test"`), or None when it has none.
+def heldout_params(name: str, seed: int | None = None) -> Any | None:
+    """Params of task `name`'s held-out task set (its `split="test"`, of the split that `seed`
+    draws where the task takes one), or None when it has none.
 
     Runs on such a task train on the training set and report returns on this one."""
-    if "split" not in inspect.signature(_entry(name).factory).parameters:
+    if not takes(name, "split"):
         return None
-    return make(name, split="test")[1]
+    return make(name, split="test", **({} if seed is None else {"seed": seed}))[1]

@@ -68,7 +68,8 @@ def _brax_gravity(robot: str):
         backend: str = DEFAULT_BACKEND,
         episode_length: int = 1000,
     ):
-        """`split`: "train" (100 tasks), "test" (20 held out) or "all"; `task_index` fixes one."""
+        """`split`: "train" (100 tasks), "test" (20 held out) or "all" of the 120 that `seed`
+        draws (`resel.train.run` passes the run's seed); `task_index` fixes one."""
         scales = gravity_split(split, seed, robot)
         if task_index is not None:
             if not 0 <= task_index < len(scales):
@@ -158,20 +159,21 @@ def cheetah_vel(
     *,
     target_velocity: float | None = None,
     split: str = "train",
+    seed: int = task_sets.TASK_SEED,
     backend: str = DEFAULT_BACKEND,
     episode_length: int = 200,
     episodes_per_task: int = EPISODES_PER_TASK,
 ):
-    """HalfCheetah rewarded `-|v_x - v*| - 0.05 |a|^2` for a hidden v*: one of the release's fixed
-    targets (`split`: "train" 100, "test" 20 held out, "all" 120; U[0, 3]), or `target_velocity`.
-    `episodes_per_task` as for `ant_dir`."""
+    """HalfCheetah rewarded `-|v_x - v*| - 0.05 |a|^2` for a hidden v*: one of 120 targets
+    U[0, 3] drawn with `seed` (`split`: "train" 100, "test" 20 held out, "all" 120), or
+    `target_velocity`. `episodes_per_task` as for `ant_dir`."""
     if target_velocity is not None:
         task = locomotion.VelocityTask(
             "HalfCheetah", backend=backend, episode_length=episode_length
         )
         task.default_range = (float(target_velocity), float(target_velocity))
     else:
-        targets = task_sets.velocity_targets(split)
+        targets = task_sets.velocity_targets(split, seed)
         task = _VelocitySetTask(targets, backend=backend, episode_length=episode_length)
     return _episodes(task, episodes_per_task)
 

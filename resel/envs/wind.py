@@ -52,15 +52,17 @@ class Wind(Environment):
         *,
         wind: tuple[float, float] | None = None,
         split: str | None = "train",
+        seed: int = task_sets.TASK_SEED,
         episode_length: int = 75,
     ):
         """`wind` fixes the wind; `split` ("train" 40, "test" 20 held out, "all" 60) draws from the
-        release's fixed wind set (`task_sets.winds`); `split=None`: uniform in U(-0.08, 0.08)^2."""
+        release's fixed wind set split by `seed` (`task_sets.winds`); `split=None`: uniform in
+        U(-0.08, 0.08)^2."""
         if episode_length < 1:
             raise ValueError(f"episode_length must be >= 1, got {episode_length}")
         self.name = "Wind"
         self._wind = None if wind is None else np.asarray(wind, np.float32).reshape(2)
-        self._winds = None if split is None or wind is not None else task_sets.winds(split)
+        self._winds = None if split is None or wind is not None else task_sets.winds(split, seed)
         self._episode_length = episode_length
 
     @property
