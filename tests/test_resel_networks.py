@@ -326,3 +326,40 @@ def test_tanh_gaussian_log_prob_matches_change_of_variables():
     normal = -0.5 * ((u - mean) / std) ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi)
     ref = np.sum(normal - np.log(1 - np.tanh(u) ** 2), axis=-1)
     np.testing.assert_allclose(logp, ref, rtol=1e-4)
+
+
+def test_context_encoder_input_mlp_has_ce_in_layers_elu_layers():
+    """Key-to-Door's 3-layer 256-unit MLP before the Mamba block (paper App. D.3.2), at tiny
+    width: ELU(W3 ELU(W2 ELU(W1 x + b1) + b2) + b3) in numpy, with Xavier weights, zero biases."""
+    from resel.networks import ContextEncoder
+
+    cfg = dataclasses.replace(TINY, ce_in_layers=3, conv_kernel=0)
+    enc = ContextEncoder(cfg)
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 7))
+    params = enc.init(jax.random.PRNGKey(1), x, jnp.zeros((2, 5)).at[:, 0].set(1.0))["params"]
+    names = ["in_proj", "in_proj_1", "in_proj_2"]
+    assert [params[n]["kernel"].shape for n in names] == [(7, cfg.ce_dim)] + [(cfg.ce_dim,) * 2] * 2
+    assert not any(np.asarray(params[n]["bias"]).any() for n in names)
+    elu = lambda v: np.where(v > 0, v, np.expm1(np.minimum(v, 0)))
+    h = np.asarray(x, np.float64)
+    for n in names:
+        h = elu(h @ np.asarray(params[n]["kernel"]) + np.asarray(params[n]["bias"]))
+    out = enc.apply({"params": params}, x, method=ContextEncoder._in)
+    np.testing.assert_allclose(np.asarray(out), h, rtol=1e-5, atol=1e-6)
+    assert "conv_w" not in params["mamba_0"]
+
+
+def test_pre_and_critic_encoders_have_pytorch_default_init():
+    """The release keeps torch's nn.Linear init for the pre-encoders and the critic's observation
+    and action encoders: weights and biases U(+-1/sqrt(fan_in)), so biases are not zero."""
+    cfg = dataclasses.replace(TINY, pre_dim=512, obs_embed=512, act_embed=512)
+    critic = Critic(cfg, use_reward=False, action_dim=3)
+    seq = Seq(*(jnp.zeros((1, 2, d)) for d in (5, 5, 3, 1)), jnp.zeros((1, 2)))
+    p = critic.init(jax.random.PRNGKey(0), seq, jnp.zeros((1, 2, 3)))["params"]
+    for layer, fan_in in ((p["obs_encoder"], 5), (p["action_encoder"], 3),
+                          (p["pre_encoder"]["obs"], 5), (p["pre_encoder"]["last_act"], 3)):  # fmt: skip
+        for leaf in (layer["kernel"], layer["bias"]):
+            v = np.asarray(leaf)
+            bound = 1 / np.sqrt(fan_in)
+            assert np.abs(v).max() <= bound and np.abs(v).max() > 0.8 * bound
+            assert abs(v.std() - bound / np.sqrt(3)) < 0.25 * bound  # U(-b, b) has std b/sqrt(3)
