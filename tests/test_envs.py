@@ -210,7 +210,8 @@ def _key_to_door_rollout(touch_key: bool, steps: int = 85, batch: int = 4):
         k_act, k_step = jax.random.split(k)
         action = policy(k_act, obs, state.time)
         obs, state, reward, done, info = env.step(k_step, state, action, params)
-        out = dict(reward=reward, done=done, success=info["success"])
+        at_door = jnp.all(state.agent == state.door)
+        out = dict(reward=reward, done=done, success=info["success"], at_door=at_door)
         out |= {k_: info[k_] for k_ in ("terminated", "truncated")}
         return (obs, state), out
 
@@ -225,9 +226,12 @@ def _key_to_door_rollout(touch_key: bool, steps: int = 85, batch: int = 4):
 @pytest.mark.parametrize("touch_key", [True, False])
 def test_key_to_door_final_reward_needs_the_key(touch_key):
     """The scripted policy walks to the door, then steps off and back on it: with the key the door
-    pays 5 once (an opened door pays nothing more), without it nothing."""
+    pays 5 once (an opened door pays nothing more); without it the door is a wall (the release's
+    impassable DOOR) and pays nothing."""
     out = _key_to_door_rollout(touch_key)
     apple_phase_end = 15 + 60
+    door_phase = np.asarray(out["at_door"][:, apple_phase_end:])
+    assert door_phase.sum(axis=1).min() >= 2 if touch_key else not door_phase.any()
     for b in range(4):
         door_rewards = np.asarray(out["reward"][b, apple_phase_end:])
         assert float(door_rewards.sum()) == (5.0 if touch_key else 0.0)

@@ -10,7 +10,7 @@ Each phase takes place in its own `room_size x room_size` room; a timer moves th
    0: never).
 3. door phase (`door_steps` = 10 steps): stepping onto the door with the key opens it and pays
    `final_reward`, once per episode (an opened door pays nothing more, staying on it or coming
-   back); without the key the door pays nothing.
+   back); without the key the door is a wall.
 
 As in the release (FanmingL/Recurrent-Offpolicy-RL, envs/memory_envs/key_to_door, DeepMind's
 pycolab game): opening the door does not end the episode; the game is over only at the end of the
@@ -152,6 +152,10 @@ class KeyToDoor(Environment):
     def step_env(self, key, state, action, params):
         phase = self._phase(state.time, params)
         agent = jnp.clip(state.agent + MOVES[action], 0, self.room_size - 1)
+        # without the key the door is a wall (the release's PlayerSprite: DOOR is impassable
+        # until has_key); with it the agent can walk through
+        blocked = (phase == 2) & ~state.has_key & jnp.all(agent == state.door)
+        agent = jnp.where(blocked, state.agent, agent)
         on_key = (phase == 0) & ~state.has_key & jnp.all(agent == state.key)
         rows, cols = self._grid
         here = (rows == agent[0]) & (cols == agent[1])
