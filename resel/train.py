@@ -174,11 +174,12 @@ def run(
         if ckpt is None or not ckpt.exists():
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
         header = json.loads(read_header(ckpt))
-        if c.buffer_size is None:  # a longer run keeps the replay ring it was started with
-            saved = from_dict(header["config"])
-            c = dataclasses.replace(c, buffer_size=buffer_capacity(saved, ep_len))
-    # the batch layout the loop grew to, kept out of the config so that a resumed run matches it
-    run_c = dataclasses.replace(c, **header.get("layout", {}))
+    # the shapes the saved run trained with (the batch layout its loop grew to, its replay ring),
+    # kept out of the config, which stays as given, so that a resumed run matches them
+    shapes = dict(header.get("layout", {}))
+    if resume and c.buffer_size is None and "buffer_size" not in shapes:  # older checkpoints
+        shapes["buffer_size"] = buffer_capacity(from_dict(header["config"]), ep_len)
+    run_c = dataclasses.replace(c, **shapes)
     trainer = _trainer(run_c, env_name, env, env_params, eval_params)
     state = trainer.init(jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
     start_step = 0
@@ -206,7 +207,8 @@ def run(
         bar.update(c.warmup_steps)
 
     def save():
-        layout = {"max_trajs_per_batch": run_c.max_trajs_per_batch, "batch_rows": run_c.batch_rows}
+        layout = {"max_trajs_per_batch": run_c.max_trajs_per_batch, "batch_rows": run_c.batch_rows,
+                  "buffer_size": buffer_capacity(run_c, ep_len)}  # fmt: skip
         diverged = [s for s, a in zip(seeds, alive, strict=True) if not a]
         host = distributed.gather(state)  # every process takes part
         if write:

@@ -241,6 +241,23 @@ def test_resume_continues_exactly(full_run, pendulum, tmp_path):
                   resume=True, progress=False, env=pendulum)  # fmt: skip
 
 
+def test_a_default_replay_ring_run_resumes_exactly(pendulum, tmp_path):
+    """The replay ring sized from the config (buffer_size None, the presets' default): a run
+    stopped after its checkpoint at 400 steps and resumed, twice, gives the uninterrupted run's
+    numbers (the ring is capped by max_transitions, so every run here has the same one)."""
+    cfg = dataclasses.replace(CFG, buffer_size=None, max_transitions=300, total_steps=600)
+    full = train.run(cfg, "Pendulum-P", [0], tmp_path / "full", progress=False, env=pendulum)
+    part = tmp_path / "part"
+    short = dataclasses.replace(cfg, total_steps=400)
+    train.run(short, "Pendulum-P", [0], part, progress=False, env=pendulum)
+    train.run(short, "Pendulum-P", [0], part, resume=True, progress=False, env=pendulum)
+    resumed = train.run(cfg, "Pendulum-P", [0], part, resume=True, progress=False, env=pendulum)
+    assert [r["step"] for r in resumed] == [r["step"] for r in full] == [400, 600]
+    for a, b in zip(resumed, full, strict=True):
+        for k in ("eval_return", "critic_loss", "alpha"):
+            assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-4), (k, a["step"])
+
+
 def test_cli_optim_patterns_and_divergence_is_reported(tmp_path, capsys):
     args = parse_args(["--env", "Pendulum-P", "--preset", "paper", "--lr-ce", "3e-4",
                        "--optim", "policy.head=sgd(learning_rate=0.1)", "--optim",
@@ -400,7 +417,13 @@ CPU_LRS = {
 
 def test_cpu_preset_learning_rates_and_update_ratio():
     for env, lrs in CPU_LRS.items():
-        assert _lrs(C.preset("cpu", env)) == pytest.approx(lrs), env
+        cfg = C.preset("cpu", env)
+        assert _lrs(cfg) == pytest.approx(lrs), env
+        assert (cfg.total_steps, cfg.warmup_steps, cfg.batch_size, cfg.max_trajs_per_batch,
+                cfg.checkpoint_every) == (50_000, 2_000, 400, 16, 5_000)  # fmt: skip
+        net = cfg.net
+        assert (net.pre_dim, net.ce_dim, net.ce_out, net.d_state, net.dt_rank, net.conv_kernel,
+                net.ffn_dim, net.hidden, net.n_critics) == (32, 64, 32, 8, 4, 4, 64, 64, 8)  # fmt: skip
     # the update ratio: the paper's 1:1 on Pendulum-V (CPU_TASK_OVERRIDES), 1:2 elsewhere
     assert C.preset("cpu", "Pendulum-V").env_steps_per_update == 1
     assert C.preset("cpu", "Pendulum-P").env_steps_per_update == 2
