@@ -192,7 +192,7 @@ def test_report_gives_the_success_rate_where_runs_report_one(tmp_path):
     assert np.isnan(float(rows["catch"]["final_success_mean"]))
     key_table, catch_table = text.split("### KeyToDoor-60")[1], text.split("### catch")[1]
     assert "final success rate |" in key_table.split("###")[0]
-    assert "| 0.50 ± 0.25 |" in key_table.split("###")[0]
+    assert "| 0.5 ± 0.25 |" in key_table.split("###")[0]
     assert "final success rate" not in catch_table.split("###")[0]
 
 

@@ -17,10 +17,6 @@ def fmt(mean: float, se: float) -> str:
     return f"{mean:.1f} ± {se:.1f}" if np.isfinite(se) else f"{mean:.1f}"
 
 
-def fmt_2(mean: float, se: float) -> str:
-    return f"{mean:.2f} ± {se:.2f}" if np.isfinite(se) else f"{mean:.2f}"
-
-
 def fmt_g(mean: float, se: float) -> str:
     return f"{mean:.3g} ± {se:.2g}" if np.isfinite(se) else f"{mean:.3g}"
 
@@ -121,7 +117,7 @@ def markdown(
                 f"{fmt(r['first_mean'], r['first_se'])} | {fmt(r['final_mean'], r['final_se'])} | "
                 f"{r['final_iqm']:.1f} [{r['final_iqm_ci_low']:.1f}, {r['final_iqm_ci_high']:.1f}]"
                 f" | {fmt(r['auc_mean'], r['auc_se'])} |"
-                + (f" {fmt_2(r['final_success_mean'], r['final_success_se'])} |" if success else "")
+                + (f" {fmt_g(r['final_success_mean'], r['final_success_se'])} |" if success else "")
             )
         lines.append("")
     if best:
