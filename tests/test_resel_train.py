@@ -285,11 +285,23 @@ def test_cli_optim_patterns_and_divergence_is_reported(tmp_path, capsys):
     assert "unknown task 'Pendulum-Q'" in capsys.readouterr().err
 
 
-def test_plot_writes_png_and_pdf(full_run):
-    from resel.plot import load_metrics, plot_run
+def test_plot_draws_the_logged_curves(full_run):
+    """The return panel holds each seed's logged evaluation returns and their mean; no success
+    panel for a task without one; the PNG and PDF are written."""
+    from resel.plot import curves_figure, load_metrics, plot_run
 
     out, rows = full_run
     assert load_metrics(out) == rows
+    fig = curves_figure(rows)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "evaluation return" and "evaluation success rate" not in titles
+    lines = fig.axes[0].lines
+    for seed, line in zip((0, 1), lines, strict=False):
+        mine = [r for r in rows if r["seed"] == seed]
+        np.testing.assert_array_equal(line.get_xdata(), [r["step"] for r in mine])
+        np.testing.assert_array_equal(line.get_ydata(), [r["eval_return"] for r in mine])
+    by_step = [np.mean([r["eval_return"] for r in rows if r["step"] == s]) for s in (400, 600, 800)]
+    np.testing.assert_allclose(lines[-1].get_ydata(), by_step)
     paths = plot_run(out)
     assert [p.suffix for p in paths] == [".png", ".pdf"]
     assert all(p.stat().st_size > 1000 for p in paths)
@@ -328,6 +340,11 @@ def test_key_to_door_logs_the_success_rate_beside_the_return(tmp_path):
     for r in rows:
         assert r["eval_success"] in (0.0, 0.5, 1.0)
         assert r["eval_return"] >= 5.0 * r["eval_success"]  # an opened door pays 5
+    from resel.plot import curves_figure
+
+    ax = curves_figure(rows).axes[1]  # the success panel, beside the return
+    assert ax.get_title() == "evaluation success rate"
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), [r["eval_success"] for r in rows])
 
 
 def test_encoder_none_drops_exactly_the_encoder_patterns():
