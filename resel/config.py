@@ -1,6 +1,7 @@
 """RESeL configuration: a frozen dataclass whose defaults are the paper's, and presets.
 
-`paper(env)` applies the paper's per-suite values (Table 2); `cpu(env)` scales the same algorithm
+`paper(env)` applies the values of the authors' launch scripts for the task's suite (where they
+differ from the paper's Table 2, docs/resel.md names both); `cpu(env)` scales the same algorithm
 down for 2 CPU cores (narrower networks, smaller SSM state and batch, fewer steps).
 """
 
@@ -48,7 +49,7 @@ def active_module_optims(specs: optim4rl.ModuleSpecs, encoder: str) -> optim4rl.
 
 @dataclass(frozen=True)
 class Config:
-    """RESeL hyperparameters (paper defaults: classic POMDP / gravity / credit-assignment column)."""
+    """RESeL hyperparameters (defaults: Table 2's "other tasks" column; `paper(env)` per suite)."""
 
     net: NetConfig = field(default_factory=NetConfig)
     total_steps: int = 1_500_000
