@@ -27,6 +27,7 @@ import numpy as np
 import optax
 
 from meta_train import envs
+from optim4rl.runtime.agent import Agent as RunAgent
 
 CONV_LAYOUTS = ("spatial", "release")
 
@@ -252,31 +253,114 @@ def make_train_fn(config: A2CConfig, make_optimizer: Callable[[Any], optax.Gradi
     agent = Agent(config)
 
     def train(key: jax.Array, hparams: Any):
-        optimizer = make_optimizer(hparams)
-        if config.grad_clip:
-            optimizer = optax.chain(optax.clip(config.grad_clip), optimizer)
-
-        def update(state: TrainState, key):
-            traj, env = agent.rollout(state.params, state.env, key)
-            grads, _ = jax.grad(agent.loss, has_aux=True)(state.params, traj, env.obs)
-            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-            params = optax.apply_updates(state.params, updates)
-            finite = jnp.all(
-                jnp.array([jnp.isfinite(x).all() for x in jax.tree_util.tree_leaves(params)])
-            )
-            total, count = finished_episodes(state.env.running, traj.reward, traj.done)
-            metrics = {
-                "episode_return": env.last.mean(),
-                "episode_return_sum": total,
-                "episodes": count,
-                "reward_rate": traj.reward.mean(),
-                "finite": finite,
-            }
-            return TrainState(params, opt_state, env), metrics
-
+        optimizer = _clipped(config, make_optimizer(hparams))
+        update = _update_fn(agent, optimizer)
         k_init, k_env, k_run = jax.random.split(key, 3)
         params = agent.init_params(k_init)
         state = TrainState(params, optimizer.init(params), agent.init_env(k_env))
         return jax.lax.scan(update, state, jax.random.split(k_run, config.num_updates))
 
     return train
+
+
+def _clipped(config: A2CConfig, optimizer: optax.GradientTransformation):
+    """`optimizer` after the authors' element-wise gradient clip (when `config.grad_clip`)."""
+    return optax.chain(optax.clip(config.grad_clip), optimizer) if config.grad_clip else optimizer
+
+
+def _update_fn(agent: Agent, optimizer: optax.GradientTransformation):
+    """One A2C update `(TrainState, key) -> (TrainState, metrics)` (see `make_train`)."""
+
+    def update(state: TrainState, key):
+        traj, env = agent.rollout(state.params, state.env, key)
+        grads, _ = jax.grad(agent.loss, has_aux=True)(state.params, traj, env.obs)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.all(
+            jnp.array([jnp.isfinite(x).all() for x in jax.tree_util.tree_leaves(params)])
+        )
+        total, count = finished_episodes(state.env.running, traj.reward, traj.done)
+        metrics = {
+            "episode_return": env.last.mean(),
+            "episode_return_sum": total,
+            "episodes": count,
+            "reward_rate": traj.reward.mean(),
+            "finite": finite,
+        }
+        return TrainState(params, opt_state, env), metrics
+
+    return update
+
+
+class RunState(NamedTuple):
+    """A2C's state under the agent contract: the training state, the key of the update stream
+    (`make_train`'s k_run) and the updates done."""
+
+    train: TrainState
+    key: jax.Array
+    updates: jax.Array
+
+
+def make_agent(
+    config: A2CConfig, optimizer: optax.GradientTransformation, num_evals: int = 21
+) -> RunAgent:
+    """A2C under the one agent contract (`optim4rl.runtime.agent`): `config.num_updates` updates
+    in `num_evals` windows, with `make_train`'s keys (so the same updates as `train(key)`).
+
+    A chunk is one window of updates (`np.linspace(0, num_updates, num_evals + 1)` edges, so
+    windows differ by at most one update: a scan over the longest, the extra step masked). Its
+    metrics are the authors' logged return of the window ("return": the mean return of the
+    episodes that finished in it, else the mean over envs of the last finished episode's, as
+    `window_returns`), "last_episode_return", "episodes" and "finite" (every update so far).
+    """
+    agent = Agent(config)
+    optimizer = _clipped(config, optimizer)
+    update = _update_fn(agent, optimizer)
+    evals = min(num_evals, config.num_updates)
+    edges = np.linspace(0, config.num_updates, evals + 1).astype(int)
+    longest = int(np.diff(edges).max())
+    edges_j = jnp.asarray(edges)
+    per_update = config.rollout_len * config.num_envs
+
+    def init(key: jax.Array) -> RunState:
+        k_init, k_env, k_run = jax.random.split(key, 3)
+        params = agent.init_params(k_init)
+        state = TrainState(params, optimizer.init(params), agent.init_env(k_env))
+        return RunState(state, k_run, jnp.zeros((), jnp.int32))
+
+    def train_chunk(s: RunState, key: jax.Array):
+        del key  # the update keys are make_train's: split(k_run, num_updates)[u]
+        end = edges_j[jnp.searchsorted(edges_j, s.updates, side="right")]
+        keys = jax.random.split(s.key, config.num_updates)
+
+        def body(carry, i):
+            ts, total, count, finite = carry
+            u = s.updates + i
+            new, m = update(ts, keys[jnp.minimum(u, config.num_updates - 1)])
+            on = u < end
+            ts = jax.tree.map(lambda a, b: jnp.where(on, a, b), new, ts)
+            ok = m["finite"] & jnp.isfinite(m["episode_return_sum"])
+            return (ts, total + on * m["episode_return_sum"], count + on * m["episodes"],
+                    finite & (ok | ~on)), None  # fmt: skip
+
+        zero = jnp.zeros((), jnp.float32)
+        (ts, total, count, finite), _ = jax.lax.scan(
+            body, (s.train, zero, zero, jnp.array(True)), jnp.arange(longest)
+        )
+        last = ts.env.last.mean()
+        metrics = {
+            "return": jnp.where(count > 0, total / jnp.maximum(count, 1.0), last),
+            "last_episode_return": last,
+            "episodes": count,
+            "finite": finite,
+        }
+        return RunState(ts, s.key, end), metrics
+
+    return RunAgent(
+        name="a2c",
+        init=init,
+        train_chunk=train_chunk,
+        steps=lambda s: s.updates * per_update,
+        total_steps=config.num_updates * per_update,
+        updates_per_chunk=longest,
+    )

@@ -98,6 +98,8 @@ class Trainer:
     update: Any = None  # jitted (agent, buffer, key) -> (agent, metrics): critic + policy step
     env: Any = None
     eval_params: Any = None  # what make_train was given (None: evaluate on env_params)
+    # the same four functions for one seed, unjitted (the driver's agent contract)
+    pure: dict[str, Any] | None = None
 
 
 def _zero_seq(obs_dim: int, act_dim: int, batch: tuple[int, ...]) -> Seq:
@@ -394,4 +396,5 @@ def make_train(
         update=jax.jit(functools.partial(update, with_policy=True)),
         env=env,
         eval_params=given_eval_params,
+        pure={"init": init, "warmup": warmup, "train_chunk": train_chunk, "evaluate": evaluate},
     )

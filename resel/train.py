@@ -1,16 +1,16 @@
-"""Running RESeL: `run(config, env_name, seeds, out_dir)` and the cache of built trainers.
+"""Running RESeL: `make_agent` (RESeL under the one agent contract), `run(config, env_name,
+seeds, out_dir)` (the one driver, `optim4rl.runtime.driver`, on it) and the cache of trainers.
 
-`run` drives the jitted, seed-vmapped functions of `resel.algorithm.make_train` with a progress
-bar, writes config.json, metrics.jsonl (`resel.metrics_log`) and atomic checkpoints
-(`resel.checkpoint`), and resumes. Two things happen between chunks of `eval_every` steps:
-- a batch that came out short of `batch_size` transitions (many short episodes) makes the loop
-  grow the batch layout (more trajectories, more rows; one recompile) and redo the chunk, the way
-  the release adds rows to a batch as needed, so no update ever trains on a smaller batch;
-- a seed whose loss became non-finite is frozen at its state before the chunk and the others
-  train on; `TrainingDiverged` is raised at the end, keeping every seed's rows.
+Between chunks of `eval_every` steps the driver
+- redoes a chunk whose batch came out short of `batch_size` transitions (many short episodes)
+  with a grown batch layout (more trajectories, more rows; one recompile), the way the release
+  adds rows to a batch as needed, so no update ever trains on a smaller batch (`make_agent`'s
+  `regrow`);
+- freezes a seed whose loss became non-finite at its state before the chunk while the others
+  train on; `run` raises `TrainingDiverged` at the end, keeping every seed's rows.
 Tasks with a held-out task set (the gravity suite) are evaluated on it. The seed axis is sharded
-over all devices when they divide the seed count (`optim4rl.distributed`: also over processes);
-metrics and checkpoints are gathered, and process 0 alone writes.
+over all devices when they divide the seed count (`optim4rl.runtime.distributed`: also over
+processes); metrics and checkpoints are gathered, and process 0 alone writes.
 """
 
 from __future__ import annotations
@@ -18,17 +18,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optim4rl import distributed
-from optim4rl.checkpoint import atomic_write_bytes
+from optim4rl.runtime import distributed, driver
+from optim4rl.runtime.agent import Agent, KeySchedule
+from optim4rl.runtime.folder import RunFolder
 from resel import buffer as rb
 from resel.algorithm import (  # noqa: F401  (re-exported: the public names of resel.train)
     MODULE_METRICS,
@@ -49,7 +48,6 @@ from resel.checkpoint import (  # noqa: F401
     save_checkpoint,
 )
 from resel.config import Config, from_dict
-from resel.metrics_log import MetricsLog, _finite_or_none, _json_value
 
 
 class TrainingDiverged(RuntimeError):
@@ -128,11 +126,89 @@ def grown(config: Config, layout: rb.Layout, episode_len: int) -> Config | None:
     return dataclasses.replace(config, max_trajs_per_batch=m, batch_rows=rows)
 
 
-def _where_seeds(keep: np.ndarray, new: Any, old: Any) -> Any:
-    """Per seed (leading axis): `new` where keep, else `old`."""
-    k = jnp.asarray(keep)
-    return jax.tree.map(
-        lambda a, b: jnp.where(k.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old
+_FNS: dict[int, tuple[Trainer, dict[str, Any]]] = {}
+
+
+def _agent_fns(trainer: Trainer) -> dict[str, Any]:
+    """The per-seed functions of `trainer` in the agent contract's form, built once per trainer
+    (the driver compiles once per function object)."""
+    if id(trainer) in _FNS:
+        return _FNS[id(trainer)][1]
+    p = trainer.pure
+
+    def train_chunk(state: TrainState, key: jax.Array):
+        del key  # RESeL's key stream lives in its state
+        state, m = p["train_chunk"](state)
+        m["train_return"] = m.pop("episode_return")  # NaN where no episode finished
+        m["finite"] = jnp.isfinite(m["critic_loss"]).all() & jnp.isfinite(m["policy_loss"]).all()
+        return state, m
+
+    fns = {
+        "init": p["init"],
+        "warmup": p["warmup"],
+        "train_chunk": train_chunk,
+        "evaluate": p["evaluate"],
+        "steps": lambda state: state.step,
+    }
+    _FNS[id(trainer)] = (trainer, fns)  # the trainer is kept, so its id stays its own
+    return fns
+
+
+def _keys(seeds: Sequence[int]) -> KeySchedule:
+    """RESeL's keys: PRNGKey(seed) to start; evaluation episodes that depend on the step only
+    (one key per step from the first seed, split over the seeds)."""
+    base = jax.random.PRNGKey(10_000 + seeds[0])
+    return KeySchedule(
+        init=lambda s: jnp.stack([jax.random.PRNGKey(x) for x in s]),
+        chunk=lambda s, c: jnp.zeros((len(s),), jnp.uint32),
+        evaluate=lambda s, c, step: jax.random.split(jax.random.fold_in(base, step), len(s)),
+    )
+
+
+def make_agent(
+    config: Config,
+    env_name: str,
+    env: Any,
+    env_params: Any,
+    eval_params: Any,
+    seeds: Sequence[int],
+) -> Agent:
+    """RESeL under the one agent contract (`optim4rl.runtime.agent`): `config` with its batch
+    layout as given; a chunk whose batch came out short makes `regrow` return the grown build."""
+    trainer = _trainer(config, env_name, env, env_params, eval_params)
+    fns = _agent_fns(trainer)
+    ep_len = int(env.episode_length(env_params))
+    c = config
+
+    def regrow(m: dict[str, np.ndarray], alive: np.ndarray) -> Agent | None:
+        if not np.any(m["batch_short"][alive] > 0):
+            return None
+        bigger = grown(c, trainer.layout, ep_len)
+        return None if bigger is None else make_agent(bigger, env_name, env, env_params,
+                                                      eval_params, seeds)  # fmt: skip
+
+    def explain(m: dict[str, np.ndarray], i: int, step: int) -> str:
+        bad = ~(np.isfinite(m["critic_loss"][i]) & np.isfinite(m["policy_loss"][i]))
+        unit = int(np.nonzero(bad)[0][0])
+        at = step + (unit + 1) * c.policy_every * c.env_steps_per_update
+        which = "critic" if not np.isfinite(m["critic_loss"][i, unit]) else "policy"
+        return f"non-finite {which} loss at env step ~{at} (update {at - c.warmup_steps})"
+
+    layout = {"max_trajs_per_batch": c.max_trajs_per_batch, "batch_rows": c.batch_rows,
+              "buffer_size": buffer_capacity(c, ep_len)}  # fmt: skip
+    return Agent(
+        name="resel",
+        init=fns["init"],
+        train_chunk=fns["train_chunk"],
+        steps=fns["steps"],
+        total_steps=c.total_steps,
+        evaluate=fns["evaluate"],
+        warmup=fns["warmup"] if c.warmup_steps else None,
+        keys=_keys(seeds),
+        updates_per_chunk=trainer.chunk_updates,
+        regrow=regrow,
+        explain=explain,
+        layout=layout,
     )
 
 
@@ -146,6 +222,8 @@ def run(
     progress: bool = True,
     env: tuple[Any, Any] | None = None,
     eval_params: Any | None = None,
+    command: str | None = None,
+    on_row: driver.OnRow | None = None,
 ) -> list[dict]:
     """Train `config` on `env_name` for every seed at once (vmapped); returns the metric rows.
 
@@ -153,133 +231,50 @@ def run(
     "sec_per_update"} after every evaluation, plus "eval_success" (the evaluation episodes' success
     rate) on tasks whose info has "success" (Key-to-Door). `eval_return` is measured on
     `eval_params`, by default the task's held-out set (`heldout_params`) when it has one. With
-    `out_dir`:
-    config.json, metrics.jsonl and checkpoint.msgpack (every checkpoint_every steps) there;
-    `resume=True` continues from the checkpoint. A seed with a non-finite loss is frozen (its
-    event goes to metrics.jsonl); if any seed diverged, `TrainingDiverged` is raised at the end.
+    `out_dir` (the driver's `RunFolder` rules): config.json, metrics.jsonl and checkpoint.msgpack
+    (every checkpoint_every steps) there; a folder that holds a run needs `resume=True`, which
+    continues from the checkpoint. A seed with a non-finite loss is frozen (its event goes to
+    metrics.jsonl); if any seed diverged, `TrainingDiverged` is raised at the end.
+    Ctrl-C raises `optim4rl.runtime.errors.Interrupted` (`command`: what resumes, for its message).
+    `on_row(seed_index, row)` sees every row as it is written (a study's cell files).
     """
-    from tqdm.auto import tqdm
-
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     # the task split of the run's first seed: vmapped seeds share one environment
     env, env_params = env if env is not None else make_env(env_name, seeds[0])
     if eval_params is None:
         eval_params = heldout_params(env_name, seeds[0])
-    ep_len = int(env.episode_length(env_params))
-    c = config
-    out = Path(out_dir) if out_dir is not None else None
-    ckpt = out / CHECKPOINT if out else None
-    header: dict = {}
-    if resume:
-        if ckpt is None or not ckpt.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
-        header = json.loads(read_header(ckpt))
+    folder = None
+    if out_dir is not None:
+        meta = {"env": env_name, "seeds": seeds, "config": config.to_dict(),
+                "eval_tasks": "held-out" if eval_params is not None else "training"}  # fmt: skip
+        folder = RunFolder(out_dir, meta, resume=resume, may_change={"config.total_steps"},
+                           write=distributed.is_main(), command=command)  # fmt: skip
     # the shapes the saved run trained with (the batch layout its loop grew to, its replay ring),
     # kept out of the config, which stays as given, so that a resumed run matches them
-    shapes = dict(header.get("layout", {}))
-    if resume and c.buffer_size is None and "buffer_size" not in shapes:  # older checkpoints
-        shapes["buffer_size"] = buffer_capacity(from_dict(header["config"]), ep_len)
-    run_c = dataclasses.replace(c, **shapes)
-    trainer = _trainer(run_c, env_name, env, env_params, eval_params)
-    state = trainer.init(jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
-    start_step = 0
-    if resume:
-        state, header = load_checkpoint(ckpt, state, c, seeds)
-        start_step = header["step"]
-    state = distributed.shard_seeds(state)  # over all devices (and processes) if they divide
-    write = out is not None and distributed.is_main()  # several processes: process 0 writes
-    alive = np.array([s not in header.get("diverged", []) for s in seeds])
-    if write:
-        out.mkdir(parents=True, exist_ok=True)
-        meta = {"env": env_name, "seeds": seeds, "config": c.to_dict(),
-                "eval_tasks": "held-out" if eval_params is not None else "training"}  # fmt: skip
-        atomic_write_bytes(out / "config.json", json.dumps(meta, indent=1).encode())
-        log = MetricsLog(out / "metrics.jsonl", start_step if resume else None)
-    rows: list[dict] = list(log.rows) if write else []
-    messages: list[str] = []
-    eval_base = jax.random.PRNGKey(10_000 + seeds[0])  # eval episodes depend on the step only
-    bar = tqdm(
-        total=c.total_steps, initial=start_step, disable=not progress, unit="step",
-        desc=f"RESeL {env_name} {c.net.encoder}",
-    )  # fmt: skip
-    if start_step == 0 and c.warmup_steps:
-        state = trainer.warmup(state)
-        bar.update(c.warmup_steps)
+    shapes = {}
+    if folder is not None and resume:
+        header = json.loads(read_header(folder.checkpoint))
+        shapes = dict(header.get("layout", {}))
+        if config.buffer_size is None and "buffer_size" not in shapes:  # older checkpoints
+            ep_len = int(env.episode_length(env_params))
+            shapes["buffer_size"] = buffer_capacity(from_dict(header["config"]), ep_len)
+    agent = make_agent(dataclasses.replace(config, **shapes), env_name, env, env_params,
+                       eval_params, seeds)  # fmt: skip
 
-    def save():
-        layout = {"max_trajs_per_batch": run_c.max_trajs_per_batch, "batch_rows": run_c.batch_rows,
-                  "buffer_size": buffer_capacity(run_c, ep_len)}  # fmt: skip
-        diverged = [s for s, a in zip(seeds, alive, strict=True) if not a]
-        host = distributed.gather(state)  # every process takes part
-        if write:
-            save_checkpoint(ckpt, host, c, seeds, {"layout": layout, "diverged": diverged})
+    def save(path, state, h):
+        extra = {k: h[k] for k in ("layout", "diverged", "chunk")}
+        save_checkpoint(path, state, config, seeds, extra)
 
-    step = int(np.max(distributed.gather(state.step)))
-    last_ckpt = step if resume else -1
-    while step < c.total_steps and alive.any():
-        t0 = time.perf_counter()
-        while True:  # redo the chunk with a larger layout while a batch came out short
-            new_state, m = trainer.train_chunk(state)
-            m = distributed.gather(m)
-            if not np.any(m["batch_short"][alive] > 0):
-                break
-            bigger = grown(run_c, trainer.layout, ep_len)
-            if bigger is None:
-                break
-            run_c = bigger
-            trainer = _trainer(run_c, env_name, env, env_params, eval_params)
-        dt = time.perf_counter() - t0
-        bad = ~(np.isfinite(m["critic_loss"]) & np.isfinite(m["policy_loss"]))  # (seeds, units)
-        for i in np.nonzero(alive & bad.any(axis=1))[0]:
-            unit_i = int(np.nonzero(bad[i])[0][0])
-            at = step + (unit_i + 1) * c.policy_every * c.env_steps_per_update
-            which = "critic" if not np.isfinite(m["critic_loss"][i, unit_i]) else "policy"
-            msg = (
-                f"non-finite {which} loss at env step ~{at} (update {at - c.warmup_steps}) for "
-                f"seed {seeds[i]}; the seed was frozen at step {step}, the others went on."
-            )
-            messages.append(msg)
-            alive[i] = False
-            if write:
-                log.write({"step": at, "seed": seeds[i], "event": "diverged", "message": msg})
-        state = _where_seeds(alive, new_state, state)
-        if not alive.any():
-            break
-        step = int(np.max(distributed.gather(state.step)))
-        k = jax.random.fold_in(eval_base, step)
-        ev = distributed.gather(trainer.evaluate(state, jax.random.split(k, len(seeds))))
-        returns, success = ev["return"], ev["success"]
-        for i, seed in enumerate(seeds):
-            if not alive[i]:
-                continue
-            row = {"step": step, "seed": seed, "eval_return": float(returns[i])}
-            if np.isfinite(success[i]):  # tasks with info["success"] (Key-to-Door)
-                row["eval_success"] = float(success[i])
-            ep = m["episode_return"][i]
-            ep = ep[np.isfinite(ep)]
-            row["train_return"] = _finite_or_none(float(ep.mean())) if ep.size else None
-            for k_, v in m.items():
-                if k_ != "episode_return":
-                    row[k_] = _json_value(np.mean(v[i]))
-            row["sec_per_update"] = dt / trainer.chunk_updates
-            rows.append(row)
-            if write:
-                log.write(row)
-        bar.update(step - bar.n)
-        succ = success[alive]
-        bar.set_postfix(
-            eval=f"{returns[alive].mean():.1f}",
-            **({"success": f"{succ.mean():.2f}"} if np.isfinite(succ).all() else {}),
-            q_loss=f"{np.mean(m['critic_loss'][alive]):.3g}",
-            alpha=f"{np.mean(m['alpha'][alive]):.3g}",
-        )
-        if out and (step - max(last_ckpt, 0) >= c.checkpoint_every or step >= c.total_steps):
-            save()
-            last_ckpt = step
-    bar.close()
-    if messages:
-        if out and last_ckpt < step:
-            save()
-        dead = [s for s, a in zip(seeds, alive, strict=True) if not a]
-        raise TrainingDiverged(" ".join(messages), rows=rows, seeds=dead)
-    return rows
+    result = driver.run(
+        agent,
+        seeds,
+        folder,
+        checkpoint_every=config.checkpoint_every,
+        checkpoint=(save, lambda path, tpl: load_checkpoint(path, tpl, config, seeds)),
+        progress=progress,
+        desc=f"RESeL {env_name} {config.net.encoder}",
+        on_row=on_row,
+    )
+    if result.diverged:
+        raise TrainingDiverged(" ".join(result.messages), rows=result.rows, seeds=result.diverged)
+    return result.rows

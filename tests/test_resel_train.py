@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import optim4rl
+from optim4rl.runtime.errors import UsageError
 from resel import config as C
 from resel import train
 from resel.__main__ import config_from_args, main, parse_args
@@ -236,7 +237,7 @@ def test_resume_continues_exactly(full_run, pendulum, tmp_path):
     for a, b in zip(resumed, rows, strict=True):
         for k in ("eval_return", "critic_loss", "alpha"):
             assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-4), (k, a["step"])
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(UsageError, match="another config: config.gamma: 0.99 .saved. vs 0.5"):
         train.run(dataclasses.replace(CFG, gamma=0.5), "Pendulum-P", [0, 1], tmp_path,
                   resume=True, progress=False, env=pendulum)  # fmt: skip
 

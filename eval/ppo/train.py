@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from brax import envs
 from brax.envs.wrappers import training as brax_wrappers
@@ -23,6 +24,7 @@ from brax.training.agents.ppo import networks as ppo_networks
 
 from eval.ppo.config import PPOConfig
 from eval.ppo.losses import ppo_loss
+from optim4rl.runtime.agent import Agent, KeySchedule
 
 ProgressFn = Callable[[jax.Array, dict[str, jax.Array]], None]
 
@@ -285,3 +287,53 @@ def make_train(
         return ts, metrics
 
     return train
+
+
+def _epoch_keys(config: PPOConfig, seed_key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """`make_train`'s key stream: (evaluation key at the start, epoch keys [epochs, 2])."""
+    _, key_eval, key_epochs = jax.random.split(seed_key, 3)
+    epochs = max(config.num_evals - 1, 1)
+    return key_eval, jax.vmap(jax.random.split)(jax.random.split(key_epochs, epochs))
+
+
+def make_agent(config: PPOConfig, optimizer: optax.GradientTransformation) -> Agent:
+    """PPO under the one agent contract (`optim4rl.runtime.agent`), with `make_train`'s keys, so
+    a run of the driver reproduces `train(jax.random.key(seed))` evaluation for evaluation."""
+    ppo = make_ppo(config, optimizer)
+    epochs = max(config.num_evals - 1, 1)
+    seed_keys = lambda seeds: jax.vmap(jax.random.key)(np.asarray(seeds))  # noqa: E731
+
+    def chunk_keys(seeds, c):
+        return jax.vmap(lambda k: _epoch_keys(config, k)[1][c, 0])(seed_keys(seeds))
+
+    def eval_keys(seeds, c, step):
+        del step
+        pick = (
+            (lambda k: _epoch_keys(config, k)[0])
+            if c == 0
+            else (lambda k: _epoch_keys(config, k)[1][c - 1, 1])
+        )
+        return jax.vmap(pick)(seed_keys(seeds))
+
+    def train_chunk(state, key):
+        ts, env_state, metrics = ppo.train_epoch(*state, key)
+        return (ts, env_state), metrics
+
+    return Agent(
+        name="ppo",
+        init=ppo.init,
+        train_chunk=train_chunk,
+        steps=lambda state: state[0].env_steps,
+        total_steps=epochs * config.training_steps_per_epoch * config.env_steps_per_training_step,
+        evaluate=lambda state, key: {"return": ppo.evaluate(state[0], key)},
+        keys=KeySchedule(
+            init=lambda seeds: jax.vmap(lambda k: jax.random.split(k, 3)[0])(seed_keys(seeds)),
+            chunk=chunk_keys,
+            evaluate=eval_keys,
+        ),
+        evaluate_at_start=True,
+        num_chunks=epochs,
+        updates_per_chunk=config.training_steps_per_epoch
+        * config.num_minibatches
+        * config.num_updates_per_batch,
+    )
