@@ -1,7 +1,7 @@
 """A meta-training run on disk: config.json, metrics.jsonl, atomic checkpoints, resume, NaN guard.
 
-In a multi-process run (`optim4rl.distributed`) every process runs `train`; the units are sharded
-over all processes' devices, process 0 alone writes the folder, and every process reads it to
+In a multi-process run (`optim4rl.runtime.distributed`) every process runs `train`; the units are
+sharded over all processes' devices, process 0 alone writes the folder, and every process reads it to
 resume (a shared filesystem), whatever the process count that wrote it.
 
 Folder layout:
@@ -9,12 +9,12 @@ Folder layout:
   metrics.jsonl        one JSON line per meta-step (append-only; a resume drops lines past the
                        checkpoint so the file matches an uninterrupted run)
   checkpoint.msgpack   the whole MetaState (meta-params, Adam state, every unit) + a JSON header
-  meta_params.msgpack  the meta-parameters in optim4rl's checkpoint format (`optim4rl.load_meta_params`)
+  meta_params.msgpack  the result: the final meta-parameters in optim4rl's checkpoint format
+                       (`optim4rl.load_meta_params`), written once the last meta-step is done
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -22,19 +22,19 @@ from typing import Any
 
 import jax
 import numpy as np
-from flax import serialization
 from tqdm.auto import tqdm
 
 import optim4rl
+from meta_train.checkpoint import checkpoint_step as _checkpoint_step
+from meta_train.checkpoint import load_checkpoint, save_checkpoint
 from meta_train.config import MetaTrainConfig
 from meta_train.pipeline import MetaState, Pipeline, make_mesh, random_meta_params
-from optim4rl import distributed
-from optim4rl.checkpoint import atomic_write_bytes as atomic_write
+from optim4rl.runtime import distributed
+from optim4rl.runtime.errors import Interrupted
+from optim4rl.runtime.folder import RunFolder
 
 CHECKPOINT = "checkpoint.msgpack"
 META_PARAMS = "meta_params.msgpack"
-FORMAT = "meta_train.checkpoint"
-FORMAT_VERSION = 1
 
 
 class NonFiniteMetaGradient(RuntimeError):
@@ -58,35 +58,6 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + ("+dirty" if dirty else "")
-
-
-def save_checkpoint(path: Path, state: MetaState, config: MetaTrainConfig) -> None:
-    """Write the whole state (host arrays, e.g. `distributed.gather(state)`) atomically."""
-    header = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "step": int(state.step),
-        "config": config.to_json(),
-    }
-    tree = jax.tree_util.tree_map(np.asarray, serialization.to_state_dict(state))
-    data = serialization.msgpack_serialize({"header": json.dumps(header), "state": tree})
-    atomic_write(path, data)
-
-
-def load_checkpoint(path: Path, template: MetaState) -> tuple[MetaState, dict]:
-    """Restore a MetaState shaped like `template`; clear errors for other files."""
-    try:
-        contents = serialization.msgpack_restore(path.read_bytes())
-        header = json.loads(contents["header"])
-    except Exception as err:  # msgpack raises several unrelated types for bad bytes
-        raise ValueError(f"{path} is not a readable meta_train checkpoint ({err})") from err
-    if header.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a meta_train checkpoint (format {header.get('format')!r})")
-    try:
-        state = serialization.from_state_dict(template, contents["state"])
-    except (ValueError, KeyError) as err:
-        raise ValueError(f"{path} does not match this config's training state ({err})") from err
-    return state, header
 
 
 def init_key(seed: int) -> jax.Array:
@@ -123,14 +94,6 @@ def save_meta_params(
     )
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Keep only the metric lines of meta-steps < step (what the checkpoint has seen)."""
-    if not path.exists():
-        return
-    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] < step]
-    atomic_write(path, "".join(ln + "\n" for ln in keep).encode())
-
-
 def train(
     config: MetaTrainConfig,
     out_dir: str | os.PathLike,
@@ -141,59 +104,57 @@ def train(
     pipeline: Pipeline | None = None,
     stop_after: int | None = None,
     init_meta_params: Any = None,
+    command: str | None = None,
 ) -> MetaState:
     """Run (or resume) meta-training in `out_dir`; returns the final MetaState.
 
+    The run folder follows `optim4rl.runtime.folder.RunFolder`'s rules: a folder that holds a run
+    needs `resume=True` (else `UsageError`), and a resume needs the same config.
     `init_meta_params` starts from given meta-parameters (e.g. a previous run's) instead of a
     random initialisation; units still start fresh.
     `stop_after` ends the loop after that many meta-steps of this call (as if killed; used by tests).
+    meta_params.msgpack (the result) is written when the last meta-step is done; until then the
+    checkpoint holds the meta-parameters. Ctrl-C raises `Interrupted` (`command` resumes).
     Raises NonFiniteMetaGradient after `config.max_nonfinite` non-finite meta-gradients in a row;
     the last checkpoint on disk is then the last good one.
     """
     out = Path(out_dir)
-    ckpt = out / CHECKPOINT
-    if resume:
-        if not ckpt.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
-        saved = MetaTrainConfig.from_json(json.loads((out / "config.json").read_text()))
-        if saved != config:
-            raise ValueError(f"--resume: {out}/config.json differs from the requested config")
-    elif ckpt.exists() or (out / "metrics.jsonl").exists():
-        raise FileExistsError(f"{out} already holds a run; pass --resume or choose another --out")
+    main = distributed.is_main()
+    folder = RunFolder(out, config.to_json(), resume=resume, write=main, command=command)
+    ckpt = folder.checkpoint
     if pipeline is None:
         mesh = make_mesh() if len(jax.devices()) > 1 else None
         pipeline = Pipeline(config, mesh)
-    main = distributed.is_main()
     distributed.barrier("meta_train.checked")  # nobody writes before every process checked
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / "config.json", json.dumps(config.to_json(), indent=2).encode())
 
     state = pipeline.init(init_key(config.seed), init_meta_params)
     run_key = jax.random.fold_in(jax.random.key(config.seed), 1)
-    metrics_path = out / "metrics.jsonl"
     if resume:
         restored, _ = load_checkpoint(ckpt, distributed.host_zeros(state))
         state = pipeline.place(jax.tree_util.tree_map(jax.numpy.asarray, restored))
-        if main:
-            _truncate_metrics(metrics_path, int(restored.step))
+        folder.start(lambda r: r["step"] < int(restored.step))
     else:  # step 0: a good checkpoint exists from the start
+        folder.start()
         _save(ckpt, state, config, main)
 
     start = int(state.step)
     end = config.meta_steps if stop_after is None else min(config.meta_steps, start + stop_after)
-    in_a_row = 0
+    in_a_row, t, saved_at = 0, start, start
     bar = tqdm(
         range(start, end), initial=start, total=config.meta_steps, disable=not (progress and main)
     )
-    with metrics_path.open("a") if main else open(os.devnull, "w") as log:
+    if start < end:
+        bar.set_postfix_str("compiling (the first meta-step takes longest)")
+    try:
         for t in bar:
             state, m = pipeline.step(state, run_key)
             m = jax.device_get(m)  # replicated: every process holds the whole value
             record = _record(t, m, config)
-            log.write(json.dumps(record) + "\n")
-            log.flush()
+            folder.log(record)
             in_a_row = 0 if record["finite"] else in_a_row + 1
+            if t == start:  # the ETA counts from here, not from the compilation
+                bar.reset(total=config.meta_steps)
+                bar.initial = bar.n = bar.last_print_n = start
             bar.set_postfix(
                 meta_loss=f"{record['meta_loss']:.3g}",
                 ret=f"{np.mean(list(record['episode_return'].values())):.3g}",
@@ -209,10 +170,17 @@ def train(
             every = config.checkpoint_every
             if record["finite"] and (done or (every and (t + 1) % every == 0)):
                 host = _save(ckpt, state, config, main)
-                if main:
+                saved_at = t + 1
+                if main and done:
                     save_meta_params(
                         out / META_PARAMS, host, config, preset, init_meta_params is None
                     )
+    except KeyboardInterrupt:
+        bar.close()
+        raise Interrupted(
+            f"interrupted at meta-step {t:,} of {config.meta_steps:,}; the last checkpoint is at "
+            f"meta-step {saved_at:,} ({ckpt}); resume with: {folder.resume_command()}"
+        ) from None
     bar.close()
     return state
 
@@ -223,10 +191,6 @@ def _save(ckpt: Path, state: MetaState, config: MetaTrainConfig, main: bool) -> 
     if main:
         save_checkpoint(ckpt, host, config)
     return host
-
-
-def _checkpoint_step(path: Path) -> int:
-    return json.loads(serialization.msgpack_restore(path.read_bytes())["header"])["step"]
 
 
 def _record(t: int, m: dict[str, Any], config: MetaTrainConfig) -> dict:

@@ -1,24 +1,28 @@
-"""Checkpoints of meta-parameters: one msgpack file with a JSON header. Never pickle.
+"""Checkpoints of meta-parameters, in the toolkit's one container (`optim4rl.container`). Never pickle.
 
-File layout (a msgpack map, written by flax.serialization):
-  {"header": <JSON text>, "meta_params": <nested map of arrays>}
-The header holds the format name and version, the optimizer kind, its hyperparameters, the number of
+Format "optim4rl.meta_params" version 3: a container {"header": <JSON text>, "payload": <nested map
+of arrays>} whose header holds the optimizer kind, its hyperparameters, the number of
 meta-parameters, the creation time, free-form provenance (how the file was made), optionally a list
-of amendments (later, recorded edits of the header), and a SHA-256 that covers both the header (every
-other field, as sorted-key JSON) and the serialized meta-parameters, so that neither can change
-unnoticed. Format version 1 hashed only the meta-parameters; such files still load.
-Files are written atomically (temporary file, fsync, rename), so a crash while saving
-never leaves a half-written checkpoint in place of a good one.
+of amendments (later, recorded edits of the header), and a SHA-256 covering the header and the
+arrays. Files are written atomically, and never with NaN or infinite meta-parameters.
+
+Older files still load, through named compatibility functions:
+- version 2 ({"header", "meta_params"}; the SHA-256 covers header and arrays, as in version 3), the
+  format of the shipped `pretrained/*.msgpack`;
+- version 1 (its SHA-256 covers the arrays only): `_load_v1` checks the header fields the arrays
+  determine (kind, num_meta_params), checks the optimizer-relevant fields (kind, num_meta_params,
+  hyperparameters) against the hash-covered header of a shipped file with the same arrays (the
+  shipped files were format 1 until they were rewritten), and warns about the fields nothing
+  covers. `upgrade(path)` rewrites an older file in the current format, recording it.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 import os
-import tempfile
 import time
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,21 +31,35 @@ import jax
 import numpy as np
 from flax import serialization
 
-from optim4rl import networks
+from optim4rl import container, networks
+from optim4rl.container import CheckpointError, LegacyFile, atomic_write_bytes
 from optim4rl.networks import MetaParams
 
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "atomic_write_bytes",
+    "digest",
+    "load_meta_params",
+    "pretrained",
+    "pretrained_names",
+    "save_meta_params",
+    "upgrade",
+    "write_checkpoint",
+]
+
 FORMAT = "optim4rl.meta_params"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: the container (payload key "payload"); 2: header hashed too; 1: arrays only
 SUFFIX = ".msgpack"
 HEADER_FIELDS = frozenset(
     {"format", "format_version", "kind", "hyperparameters", "num_meta_params", "sha256"}
     | {"created", "provenance", "amendments"}
 )
 REQUIRED_FIELDS = ("format", "format_version", "kind", "sha256")
-
-
-class CheckpointError(ValueError):
-    """A file that is not a readable meta-parameter checkpoint of the expected kind."""
+# format 1: what the arrays determine, and what only a shipped file's hashed header can confirm
+V1_DETERMINED = ("kind", "num_meta_params")
+V1_CONFIRMED = ("kind", "num_meta_params", "hyperparameters")
 
 
 def digest(header: dict[str, Any], meta_params: MetaParams) -> str:
@@ -50,9 +68,7 @@ def digest(header: dict[str, Any], meta_params: MetaParams) -> str:
     payload = serialization.msgpack_serialize(meta_params)
     if header.get("format_version") == 1:
         return hashlib.sha256(payload).hexdigest()
-    fields = {k: v for k, v in header.items() if k != "sha256"}
-    text = json.dumps(fields, sort_keys=True).encode()
-    return hashlib.sha256(text + b"\0" + payload).hexdigest()
+    return container.digest(header, payload)
 
 
 def _to_numpy(meta_params: MetaParams) -> MetaParams:
@@ -80,10 +96,8 @@ def save_meta_params(
     if kind is not None and networks.check_kind(kind) != inferred:
         raise CheckpointError(f"meta-parameters have the layout of {inferred!r}, not {kind!r}")
     arrays = _to_numpy(meta_params)
-    _check_finite(arrays, "refusing to save")
+    container.check_finite(arrays, "refusing to save")
     header = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
         "kind": inferred,
         "hyperparameters": {"grad_clip": 1.0, "eps": 1e-8, **(hyperparameters or {})},
         "num_meta_params": networks.num_meta_params(arrays),
@@ -96,89 +110,37 @@ def save_meta_params(
 def write_checkpoint(
     path: str | os.PathLike, header: dict[str, Any], meta_params: MetaParams
 ) -> Path:
-    """Write `header` (its "sha256" recomputed) and `meta_params` to `path` atomically.
+    """Write `header` and `meta_params` to `path` atomically in the current format (its "format",
+    "format_version" and "sha256" are set anew).
 
     The low-level half of `save_meta_params`, also used to amend a header on record: add an entry
     {"date": ..., "change": ...} to header["amendments"] and write the file again.
     """
-    arrays = _to_numpy(meta_params)
-    header = {k: v for k, v in header.items() if k != "sha256"}
     try:
-        header["sha256"] = digest(header, arrays)
-        header_text = json.dumps(header, sort_keys=True)
+        return container.save(path, FORMAT, FORMAT_VERSION, header, _to_numpy(meta_params))
     except TypeError as err:
         raise TypeError(f"provenance must be JSON-serialisable: {err}") from err
-    data = serialization.msgpack_serialize({"header": header_text, "meta_params": arrays})
-    path = Path(path)
-    atomic_write_bytes(path, data)
-    return path
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` so that readers see either the old file or the complete new one.
-
-    Temporary file in the same folder, fsync, rename, fsync of the folder. Used for every file
-    the toolkit writes that a crash must not corrupt (checkpoints, configs, results).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def load_meta_params(
     path: str | os.PathLike, kind: str | None = None
 ) -> tuple[MetaParams, dict[str, Any]]:
-    """Read a checkpoint written by `save_meta_params`; returns (meta_params, header).
+    """Read a checkpoint written by `save_meta_params` (or an older format); returns
+    (meta_params, header).
 
     Raises FileNotFoundError for a missing path, and CheckpointError (naming the file) for a file
     that is truncated or corrupted, of another format, of a newer format version, whose header lacks
     a required field or has fields this version does not know (a newer format), whose header or
     arrays fail the SHA-256 check, of another kind than `kind` (when given), whose arrays do not
-    have the shapes of that kind, or that holds NaN or infinite meta-parameters.
+    have the shapes of that kind, or that holds NaN or infinite meta-parameters. A format-1 file
+    also warns (its header is only partly verifiable; see the module docstring).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no meta-parameter checkpoint at {path}")
-    raw = path.read_bytes()
-    try:
-        contents = serialization.msgpack_restore(raw)
-    except Exception as err:  # msgpack raises several unrelated types for bad bytes
-        raise CheckpointError(
-            f"{path} is truncated or corrupted: not a readable msgpack file ({err})"
-        ) from err
-    if not isinstance(contents, dict) or not {"header", "meta_params"} <= set(contents):
-        raise CheckpointError(f"{path} is not a {FORMAT} checkpoint (no header / meta_params)")
-    try:
-        header = json.loads(contents["header"])
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{path} has an unreadable JSON header ({err})") from err
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path} has a JSON header that is not an object")
-    if header.get("format") != FORMAT:
-        raise CheckpointError(f"{path} has format {header.get('format')!r}, expected {FORMAT!r}")
-    version = header.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} was written in format version {version}, newer than the version this "
-            f"optim4rl reads ({FORMAT_VERSION}); upgrade optim4rl to load it"
-        )
+    meta_params, header = container.load(
+        path, FORMAT, FORMAT_VERSION, legacy={1: _load_v1, 2: _load_v2}
+    )
     missing = [f for f in REQUIRED_FIELDS if f not in header]
     if missing:
         raise CheckpointError(f"{path}: the header lacks the field(s) {', '.join(missing)}")
@@ -199,13 +161,109 @@ def load_meta_params(
         raise CheckpointError(
             f"{path} holds meta-parameters of a {file_kind!r} optimizer, not {kind!r}"
         )
-    meta_params = contents["meta_params"]
-    if header["sha256"] != digest(header, meta_params):
-        covered = "meta-parameters" if version == 1 else "header or meta-parameters"
-        raise CheckpointError(f"{path} is corrupted: its {covered} fail the SHA-256 check")
     _check_layout(meta_params, file_kind, path)
-    _check_finite(meta_params, f"{path} is unusable")
     return meta_params, header
+
+
+def _load_v2(f: LegacyFile) -> tuple[MetaParams, dict[str, Any]]:
+    """Format 2 ({"header", "meta_params"}): the same SHA-256 as the container, other key."""
+    if f.key != "meta_params":
+        raise CheckpointError(f"{f.path} is not a {FORMAT} checkpoint (no meta_params)")
+    if f.header.get("sha256") != container.digest(f.header, f.data):
+        raise CheckpointError(
+            f"{f.path} is corrupted: its header or meta-parameters fail the SHA-256 check"
+        )
+    container.check_finite(f.tree, f"{f.path} is unusable")
+    return f.tree, f.header
+
+
+def _load_v1(f: LegacyFile) -> tuple[MetaParams, dict[str, Any]]:
+    """Format 1: the SHA-256 covers the arrays only. The header is checked as far as anything
+    covers it: kind and num_meta_params against the arrays; kind, num_meta_params and
+    hyperparameters against a shipped file with the same arrays; a warning names the rest."""
+    path, header, arrays = f.path, f.header, f.tree
+    if f.key != "meta_params":
+        raise CheckpointError(f"{path} is not a {FORMAT} checkpoint (no meta_params)")
+    sha = hashlib.sha256(f.data).hexdigest()
+    if header.get("sha256") != sha:
+        raise CheckpointError(f"{path} is corrupted: its meta-parameters fail the SHA-256 check")
+    container.check_finite(arrays, f"{path} is unusable")
+    try:
+        determined = {
+            "kind": networks.infer_kind(arrays),
+            "num_meta_params": networks.num_meta_params(arrays),
+        }
+    except Exception as err:
+        raise CheckpointError(f"{path}: meta-parameters are not a tree of arrays ({err})") from err
+    edited = [k for k in V1_DETERMINED if k in header and header[k] != determined[k]]
+    if edited:
+        raise CheckpointError(
+            f"{path}: the header of this format-1 file was edited: "
+            + ", ".join(
+                f"{k} is {header[k]!r} but the meta-parameters give {determined[k]!r}"
+                for k in edited
+            )
+        )
+    shipped = _shipped_headers().get(sha)
+    if shipped is not None:
+        name, reference = shipped
+        edited = [k for k in V1_CONFIRMED if header.get(k) != reference.get(k)]
+        if edited:
+            raise CheckpointError(
+                f"{path}: the header of this format-1 file was edited: it holds the meta-parameters "
+                f"of the shipped {name!r}, whose hash-covered header has other {', '.join(edited)} "
+                f"({', '.join(f'{reference.get(k)!r}' for k in edited)})"
+            )
+    unverified = sorted(
+        set(header)
+        - set(V1_DETERMINED if shipped is None else V1_CONFIRMED)
+        - {"format", "format_version", "sha256"}
+    )
+    warnings.warn(
+        f"{path} is a format-1 meta-parameter checkpoint: its SHA-256 covers the arrays only, so "
+        f"an edit of the header field(s) {', '.join(unverified)} cannot be detected; check them, "
+        f"then rewrite the file in the current format with optim4rl.checkpoint.upgrade({str(path)!r})",
+        stacklevel=4,
+    )
+    return arrays, header
+
+
+def _shipped_headers() -> dict[str, tuple[str, dict[str, Any]]]:
+    """{format-1 SHA-256 of the arrays: (name, hash-covered header)} of the shipped files."""
+    out = {}
+    folder = resources.files("optim4rl") / "pretrained"
+    for name in pretrained_names():
+        with resources.as_file(folder / f"{name}{SUFFIX}") as p:
+            # never through _load_v1 (no recursion): the shipped files carry a header hash
+            meta_params, header = container.load(p, FORMAT, FORMAT_VERSION, legacy={2: _load_v2})
+        sha = hashlib.sha256(serialization.msgpack_serialize(meta_params)).hexdigest()
+        out[sha] = (name, header)
+    return out
+
+
+def upgrade(path: str | os.PathLike) -> Path:
+    """Rewrite an older meta-parameter checkpoint in the current format, in place; the change is
+    recorded in header["amendments"]. A current file is left as it is. Returns the path."""
+    path = Path(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the format-1 warning: the amendment below records it
+        meta_params, header = load_meta_params(path)
+    old = header["format_version"]
+    if old == FORMAT_VERSION:
+        return path
+    change = (
+        f"rewritten in checkpoint format version {FORMAT_VERSION} (the optim4rl.container) from "
+        f"version {old}; meta-parameters unchanged (format-1 SHA-256 of their msgpack bytes: "
+        f"{hashlib.sha256(serialization.msgpack_serialize(meta_params)).hexdigest()})"
+    )
+    if old == 1:
+        change += (
+            "; format 1 hashed the meta-parameters only, so the header fields other than kind "
+            "and num_meta_params were taken as found"
+        )
+    entry = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "change": change}
+    header = {**header, "amendments": [*header.get("amendments", []), entry]}
+    return write_checkpoint(path, header, meta_params)
 
 
 def _check_layout(meta_params: MetaParams, kind: str, path: Path) -> None:
@@ -217,13 +275,6 @@ def _check_layout(meta_params: MetaParams, kind: str, path: Path) -> None:
         raise CheckpointError(
             f"{path}: meta-parameters do not have the {kind!r} layout: {diff[:6]}"
         )
-
-
-def _check_finite(meta_params: MetaParams, what: str) -> None:
-    leaves = jax.tree_util.tree_leaves_with_path(meta_params)
-    bad = [jax.tree_util.keystr(k) for k, v in leaves if not np.all(np.isfinite(v))]
-    if bad:
-        raise CheckpointError(f"{what}: non-finite meta-parameters in {', '.join(bad)}")
 
 
 def pretrained_names() -> list[str]:

@@ -29,6 +29,7 @@ from meta_train.run import (
     load_checkpoint,
     train,
 )
+from optim4rl.runtime.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,6 +140,7 @@ def test_run_resume_is_identical_and_nan_guard(pipeline, tmp_path):
     part = tmp_path / "part"
     train(CONFIG, part, pipeline=pipeline, progress=False, stop_after=2)
     assert len((part / "metrics.jsonl").read_text().splitlines()) == 2
+    assert not (part / META_PARAMS).exists()  # the name of a finished result: not yet
     resumed = train(CONFIG, part, resume=True, pipeline=pipeline, progress=False)
     for a, b in zip(
         jax.tree_util.tree_leaves(full), jax.tree_util.tree_leaves(resumed), strict=True
@@ -165,7 +167,7 @@ def test_run_resume_is_identical_and_nan_guard(pipeline, tmp_path):
     records = [json.loads(x) for x in (part / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 1, 2] and all(r["finite"] for r in records)
 
-    with pytest.raises(FileExistsError, match="already holds a run"):
+    with pytest.raises(UsageError, match="already holds a run; add --resume"):
         train(CONFIG, part, pipeline=pipeline, progress=False)
     # in the same test so that pytest-xdist workers do not compile the pipeline twice
     check_nonfinite_meta_gradients_stop_the_run(pipeline, tmp_path / "nan")
@@ -190,8 +192,8 @@ def test_cli_rejects_bad_options_before_compute(tmp_path, capsys):
     assert "unknown task 'small_dense_shrt'" in capsys.readouterr().err
     assert cli(["--preset", "smoke", "--reset-interval", "-1", "--out", str(tmp_path)]) == 2
     assert "reset_interval must be a positive integer" in capsys.readouterr().err
-    assert cli(["--preset", "smoke", "--resume", "--out", str(tmp_path / "none")]) == 1
-    assert "no checkpoint" in capsys.readouterr().err
+    assert cli(["--preset", "smoke", "--resume", "--out", str(tmp_path / "none")]) == 2  # a usage error, as every other
+    assert "--resume: no checkpoint in" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
     with pytest.raises(ValueError, match="unknown config keys"):
         MetaTrainConfig.from_json({"unit_per_task": 3})
