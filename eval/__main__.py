@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from optim4rl.cli import Command, dispatch
+from optim4rl.runtime.cli import Command, dispatch
 
 COMMANDS = {
     "run": Command(

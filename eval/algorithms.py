@@ -49,13 +49,13 @@ class Algorithm(Protocol):
 def _study_row(row: dict[str, Any]) -> dict[str, Any]:
     """A driver row ({"step", "seed", "eval_return", ...}) as a study row ({"env_steps",
     "return", "finite", ...}); the agent's own metrics ride along under their names (for
-    `python -m eval analyze training-dynamics`)."""
-    out = {k: v for k, v in row.items() if k not in RENAMED}
+    `python -m eval analyze training-dynamics`), its timing does not (files that depend on the
+    machine's load would differ between two runs of one study)."""
+    out = {k: v for k, v in row.items() if k not in RENAMED and k != "sec_per_update"}
     out["env_steps"] = float(row["step"])
     if "error" in row:  # the driver froze this seed: its last row
         return {**out, "return": float("nan"), "finite": 0.0}
     out["return"] = float(row["eval_return"] if "eval_return" in row else row["return"])
-    out.setdefault("train_return", None)
     if "eval_success" in row:
         out["success"] = row["eval_success"]
     return {**out, "finite": 1.0}
@@ -213,10 +213,12 @@ class RESeLAlgorithm:
     ):
         config, _, train = self._modules()
         extra = {}
-        if num_evals:  # evaluate about num_evals - 1 times after warmup (multiple of the unit)
+        if (
+            num_evals
+        ):  # evaluate about num_evals - 1 times after warmup (a multiple of the update cycle)
             base = config.preset(preset, task, **overrides)
-            unit = base.policy_every * base.env_steps_per_update
-            every = max((budget - base.warmup_steps) // max(num_evals - 1, 1) // unit, 1) * unit
+            cycle = base.policy_every * base.env_steps_per_update
+            every = max((budget - base.warmup_steps) // max(num_evals - 1, 1) // cycle, 1) * cycle
             extra["eval_every"] = every
         cfg = config.preset(
             preset, task, **{**overrides, **extra, "total_steps": budget}, **optimizer

@@ -171,7 +171,7 @@ def load_study(path_or_name: str | Path, scale: str = "cpu") -> Study:
     Checks keys, types, the algorithm and its tasks and config keys, and builds every optimizer
     spec once with optim4rl.from_spec, so a typo fails now with file:line and key, not mid-study.
     """
-    from eval.algorithms import PackageNotReady, get_algorithm
+    from eval.algorithms import get_algorithm
 
     path = resolve(path_or_name)
     text = path.read_text()
@@ -222,8 +222,6 @@ def load_study(path_or_name: str | Path, scale: str = "cpu") -> Study:
             algorithm.check_task(check.typed(task, str, tasks_key, "a list of strings"))
         except ValueError as err:
             raise check.fail(tasks_key, str(err)) from None
-        except PackageNotReady as err:
-            raise check.fail("study.algorithm", str(err)) from None
 
     seeds = scale_table["seeds"]
     if isinstance(seeds, int) and not isinstance(seeds, bool):

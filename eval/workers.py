@@ -3,7 +3,7 @@
 Cells are independent (each writes only its own run folders), so the engines' plain task maps
 suffice: `ProcessPoolExecutor` with spawned processes (a fork of a process that already runs JAX's
 threads can deadlock), or one Ray task per cell with one CPU each (`pip install -e ".[ray]"`).
-Each cell runs `eval.runner.run_cell`, the function the single-process path runs, so every
+Each cell runs `eval.cells.run_cell`, the function the single-process path runs, so every
 backend writes the same files; a worker's own progress bars are silenced, the study's bar counts
 finished cells.
 """
@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-from eval.runner import run_cell
+from eval.cells import run_cell
 from eval.study import Study
 
 BACKENDS = ("local", "ray")

@@ -1,11 +1,26 @@
 """meta_train: the six Optim4RL gridworlds and Catch (gymnax API), the A2C inner agent, and
-pipeline meta-training of learned optimizers (`python -m meta_train`, docs/meta_train.md)."""
+pipeline meta-training of learned optimizers (`python -m meta_train`, docs/meta_train.md).
 
-from meta_train import envs
-from meta_train.a2c import A2CConfig, make_train, make_train_fn
-from meta_train.config import PRESETS, MetaTrainConfig, preset
-from meta_train.pipeline import Pipeline, make_mesh
-from meta_train.run import NonFiniteMetaGradient, train
+The names below are imported on first use (PEP 562), so `python -m meta_train --help` loads no JAX.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_WHERE = {
+    "A2CConfig": "meta_train.a2c",
+    "make_train": "meta_train.a2c",
+    "make_train_fn": "meta_train.a2c",
+    "PRESETS": "meta_train.config",
+    "MetaTrainConfig": "meta_train.config",
+    "preset": "meta_train.config",
+    "Pipeline": "meta_train.pipeline",
+    "make_mesh": "meta_train.pipeline",
+    "NonFiniteMetaGradient": "meta_train.run",
+    "train": "meta_train.run",
+}
 
 __all__ = [
     "PRESETS",
@@ -20,3 +35,28 @@ __all__ = [
     "preset",
     "train",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name (or a submodule such as `envs`) on first use."""
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+    elif not name.startswith("__"):
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:  # what static tools see; at run time the names load lazily
+    from meta_train import envs
+    from meta_train.a2c import A2CConfig, make_train, make_train_fn
+    from meta_train.config import PRESETS, MetaTrainConfig, preset
+    from meta_train.pipeline import Pipeline, make_mesh
+    from meta_train.run import NonFiniteMetaGradient, train

@@ -1,78 +1,22 @@
 """`python -m meta_train [train] ...`, `python -m meta_train evaluate CHECKPOINT ...`,
-`python -m meta_train baselines ...` (one dispatch style for every package: optim4rl.cli)."""
+`python -m meta_train baselines ...` (one dispatch style for every package: optim4rl.runtime.cli)."""
 
 from __future__ import annotations
 
-import argparse
+import shlex
 import sys
 
-from meta_train.config import PRESETS, preset
-from meta_train.envs import check_task
-from optim4rl import KINDS, distributed
-from optim4rl.cli import Command, dispatch
-
-
-def _train_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m meta_train train",
-        description="Pipeline meta-training of a learned optimizer.",
-    )
-    p.add_argument(
-        "--preset", default="cpu", choices=list(PRESETS), help="paper or cpu scale (default cpu)"
-    )
-    p.add_argument("--out", default="runs/meta_train", help="run folder")
-    p.add_argument("--kind", choices=list(KINDS), help="learned optimizer (default optim4rl)")
-    p.add_argument("--tasks", help="comma-separated task names (default: the preset's)")
-    p.add_argument(
-        "--units", type=int, dest="units_per_task", help="training units (agents) per task"
-    )
-    p.add_argument(
-        "--reset-interval",
-        type=int,
-        dest="reset_interval",
-        help="m: meta-steps between two re-initialisations of a unit (its lifetime in the pipeline)",
-    )
-    p.add_argument(
-        "--meta-lr", type=float, dest="meta_lr", help="Adam learning rate of the meta-step"
-    )
-    p.add_argument(
-        "--agent-lr",
-        type=float,
-        dest="agent_lr",
-        help="learning rate of the learned optimizer on the agents",
-    )
-    p.add_argument("--steps", type=int, dest="meta_steps", help="number of meta-steps")
-    p.add_argument("--seed", type=int, help="random seed of agents, environments and meta-params")
-    p.add_argument(
-        "--checkpoint-every",
-        type=int,
-        dest="checkpoint_every",
-        help="meta-steps between checkpoints of the meta-parameters",
-    )
-    p.add_argument(
-        "--max-nonfinite",
-        type=int,
-        dest="max_nonfinite",
-        help="consecutive non-finite meta-gradients (skipped) before the run stops",
-    )
-    p.add_argument("--no-pipeline", action="store_true", help="ablation: all units the same age")
-    p.add_argument(
-        "--remat",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="recompute inner updates in the backward pass (auto: only where storing their "
-        "activations would take over a quarter of the device's memory)",
-    )
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--init", help="start from these meta-params (optim4rl checkpoint file)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    distributed.add_arguments(p)
-    return p
+from meta_train.cli import train_parser
+from optim4rl.runtime.cli import Command, dispatch, error, interrupted
+from optim4rl.runtime.errors import Interrupted, UsageError
 
 
 def parse_train(argv: list[str]):
     """(config, args) from the command line; every check happens here, before any compute."""
-    args = _train_parser().parse_args(argv)
+    args = train_parser().parse_args(argv)
+    from meta_train.config import preset
+    from meta_train.envs import check_task
+
     overrides = {
         k: getattr(args, k)
         for k in (
@@ -98,6 +42,8 @@ def parse_train(argv: list[str]):
 
     import jax  # after the cheap checks
 
+    from optim4rl.runtime import distributed
+
     distributed.initialize_from_args(args)  # several processes: jax.devices() lists them all
     n_dev = len(jax.devices())
     if config.units_per_task % n_dev:
@@ -115,10 +61,12 @@ COMMANDS = {
     "evaluate": Command(
         "meta_train.evaluate:main",
         "fresh A2C agents on each gridworld with a meta-trained optimizer",
+        parser="meta_train.cli:evaluate_parser",
     ),
     "baselines": Command(
         "meta_train.baselines:main",
         "A2C with Adam and RMSProp over the learning-rate grid, per gridworld",
+        parser="meta_train.cli:baselines_parser",
     ),
 }
 
@@ -147,20 +95,49 @@ def train_main(argv: list[str]) -> int:
             import optim4rl
 
             init, _ = optim4rl.load_meta_params(args.init, config.kind)
-        train(
+        state = train(
             config,
             args.out,
             resume=args.resume,
             preset=args.preset,
             progress=not args.no_progress,
             init_meta_params=init,
+            command=shlex.join(["python", "-m", "meta_train", "train", *argv]),
         )
+    except UsageError as err:
+        return error(str(err))
+    except Interrupted as err:
+        return interrupted(err)
     except (NonFiniteMetaGradient, FileExistsError, FileNotFoundError, ValueError) as err:
         # optim4rl.CheckpointError is a ValueError too
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"done: {args.out}/meta_params.msgpack")
+    print(train_summary(args.out, int(state.nonfinite)))
     return 0
+
+
+def train_summary(out: str, skipped: int) -> str:
+    """The end of a meta-training run: the last tenth of its meta-steps per task (mean and
+    standard deviation over those meta-steps), the files written and the next command."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    text = (Path(out) / "metrics.jsonl").read_text()
+    rows = [json.loads(s) for s in text.splitlines() if s.strip()]
+    tail = rows[-max(len(rows) // 10, 1) :]
+    lines = [f"meta-training: {len(rows)} meta-steps; {skipped} skipped "
+             f"(non-finite meta-gradient); over the last {len(tail)} meta-steps:"]  # fmt: skip
+    for task in tail[-1]["episode_return"]:
+        ret = np.array([r["episode_return"][task] for r in tail])
+        loss = np.array([r["task_meta_loss"][task] for r in tail])
+        lines.append(f"  {task}: episode return {ret.mean():.4g} ± {ret.std():.2g} sd, "
+                     f"meta-loss {loss.mean():.4g} ± {loss.std():.2g} sd")  # fmt: skip
+    lines.append(f"wrote {out}/meta_params.msgpack (the result), {out}/checkpoint.msgpack, "
+                 f"{out}/config.json, {out}/metrics.jsonl")  # fmt: skip
+    lines.append(f"next: python -m meta_train evaluate {out}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,11 @@ import optax
 from tqdm.auto import tqdm
 
 from meta_train import envs
-from meta_train.a2c import CONV_LAYOUTS, A2CConfig, make_train_fn, window_returns
-from meta_train.run import atomic_write
+from meta_train.a2c import A2CConfig, make_train_fn, window_returns
+from meta_train.cli import baselines_parser
+from optim4rl.container import atomic_write_bytes as atomic_write
+from optim4rl.runtime.cli import error, interrupted
+from optim4rl.runtime.errors import Interrupted, UsageError
 
 LR_GRID = (3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
 OPTIMIZERS = {"adam": optax.adam, "rmsprop": optax.rmsprop}
@@ -94,10 +97,7 @@ EVAL_PRESETS = {
     # one env per agent for 5,000 updates (1e5 steps): this toolkit's earlier "paper" preset
     "single_env": EvalConfig(),
     # one env, 1,000 updates, 4 seeds, on the maps where tuned Adam separates from the random
-    # policy by 2 standard errors at this size (measured under this protocol: small_dense_short
-    # 0.47 ± 0.09 vs -0.03 ± 0.16, small_dense_long 1.64 ± 0.78 vs -0.21 ± 0.06; big_sparse_short,
-    # big_sparse_long and big_dense_short do not separate; pass --tasks to run them anyway). With
-    # the paper's reward scale small_dense_long falls to 1.6 s.e. (docs/meta_train.md).
+    # policy at this size (the measurements: docs/meta_train.md, "Measurements behind defaults")
     "cpu": EvalConfig(tasks=("small_dense_short", "small_dense_long"), seeds=4, num_updates=1000),
     "smoke": EvalConfig(tasks=("small_dense_short",), seeds=2, num_updates=20),
     # the release's Catch evaluation (a2c_catch.json, lopt_rl_catch.json): 64 envs, 5e5 steps, no
@@ -200,31 +200,6 @@ def write_table(results: dict, out: Path, lrs=LR_GRID) -> None:
     atomic_write(out / "baselines.csv", ("\n".join(csv) + "\n").encode())
 
 
-def add_eval_options(parser: argparse.ArgumentParser) -> None:
-    """The protocol options shared by `baselines` and `evaluate`."""
-    parser.add_argument(
-        "--preset",
-        default="cpu",
-        choices=list(EVAL_PRESETS),
-        help="evaluation protocol and size (default cpu)",
-    )
-    parser.add_argument("--tasks", help="comma-separated gridworld names (default: the preset's)")
-    parser.add_argument("--seeds", type=int, help="fresh agents (seeds) per task and method")
-    parser.add_argument("--updates", type=int, help="A2C updates per agent (replaces env steps)")
-    parser.add_argument("--num-envs", type=int, help="environments per agent")
-    parser.add_argument(
-        "--env-steps",
-        help="env steps per agent: N for every task, or SMALL,BIG for the small and big maps "
-        "(e.g. 3e6,1e6); replaces --updates",
-    )
-    parser.add_argument(
-        "--conv-layout",
-        choices=CONV_LAYOUTS,
-        help="the big maps' conv: spatial (default: 2x2 over rows x cols) or release (the "
-        "authors' release: over object channel x row, columns as features)",
-    )
-
-
 def _env_steps(text: str, tasks: tuple[str, ...]) -> dict[str, int]:
     parts = [int(float(x)) for x in text.split(",")]
     if len(parts) not in (1, 2):
@@ -252,18 +227,7 @@ def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m meta_train baselines")
-    add_eval_options(p)
-    p.add_argument(
-        "--optimizers",
-        nargs="+",
-        default=list(OPTIMIZERS),
-        choices=list(OPTIMIZERS),
-        help="hand-designed optimizers to sweep (default: all)",
-    )
-    p.add_argument("--lrs", type=float, nargs="+", default=list(LR_GRID), help="learning-rate grid")
-    p.add_argument("--out", default="runs/baselines", help="output folder (default runs/baselines)")
-    args = p.parse_args(argv)
+    args = baselines_parser().parse_args(argv)
     try:
         ec = eval_config_from_args(args)
     except ValueError as err:
@@ -271,7 +235,12 @@ def main(argv: list[str]) -> int:
         return 2
     out = Path(args.out)
     lrs = tuple(args.lrs)
-    results = tune(ec, lrs, optimizers=tuple(args.optimizers))
+    try:
+        results = tune(ec, lrs, optimizers=tuple(args.optimizers))
+    except UsageError as err:
+        return error(str(err))
+    except Interrupted as err:
+        return interrupted(err)
     payload = {"eval_config": ec.to_json(), "lrs": list(lrs), "results": results}
     atomic_write(out / "baselines.json", json.dumps(payload, indent=2).encode())
     write_table(results, out, lrs)

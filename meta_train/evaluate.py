@@ -13,7 +13,6 @@ is noise, and so would the normalised score be); the mean over all tasks is repo
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -28,14 +27,17 @@ import optim4rl
 from meta_train.baselines import (
     LR_GRID,
     EvalConfig,
-    add_eval_options,
     curve,
     eval_config_from_args,
     final_return,
     sweep_curves,
     train_runs,
 )
-from meta_train.run import META_PARAMS, atomic_write, initial_meta_params
+from meta_train.cli import evaluate_parser
+from meta_train.run import META_PARAMS, initial_meta_params
+from optim4rl.container import atomic_write_bytes as atomic_write
+from optim4rl.runtime.cli import error, interrupted
+from optim4rl.runtime.errors import Interrupted, UsageError
 
 
 def load(checkpoint: str) -> tuple[dict, dict]:
@@ -241,27 +243,7 @@ def own_init(header: dict) -> tuple[Any, str]:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m meta_train evaluate")
-    p.add_argument("checkpoint", help="meta_params.msgpack, a run folder, or a pretrained name")
-    add_eval_options(p)
-    p.add_argument(
-        "--lr",
-        type=float,
-        nargs="+",
-        help="learning rates of the learned optimizer, best per task is kept "
-        "(default: the checkpoint's agent lr x 1/3, 1, 3)",
-    )
-    p.add_argument(
-        "--reward-scale",
-        choices=("checkpoint", "none"),
-        default="checkpoint",
-        help="per-task reward scale in the A2C loss of every method: the one the checkpoint was "
-        "meta-trained with (default), or none",
-    )
-    p.add_argument("--baselines", help="baselines.json from `python -m meta_train baselines`")
-    p.add_argument("--adam-lr", type=float, help="Adam lr on every task (default: tuned here)")
-    p.add_argument("--out", default="runs/evaluate", help="output folder (default runs/evaluate)")
-    args = p.parse_args(argv)
+    args = evaluate_parser().parse_args(argv)
     try:
         ec = eval_config_from_args(args)
         meta_params, header = load(args.checkpoint)
@@ -286,7 +268,12 @@ def main(argv: list[str]) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     init, init_note = own_init(header)
-    results = evaluate(meta_params, header["kind"], lrs, ec, adam_lrs, scale, init=init)
+    try:
+        results = evaluate(meta_params, header["kind"], lrs, ec, adam_lrs, scale, init=init)
+    except UsageError as err:
+        return error(str(err))
+    except Interrupted as err:
+        return interrupted(err)
     norm = normalised(results)
     info = {
         "checkpoint": args.checkpoint,

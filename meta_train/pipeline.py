@@ -79,10 +79,9 @@ def random_meta_params(key: jax.Array, kind: str) -> Any:
     return init_meta_params(jax.random.split(key)[0], kind)
 
 
-# Stored activations per inner update, in units of the optimizer's hidden state (one float per
-# hidden feature per agent parameter): the GRUs' gates and states, measured with XLA's memory
-# analysis of the step at the cpu and catch presets (temp 428 MiB and 1,226 MiB: 5.3 copies per
-# update; 6 leaves room for the rollouts).
+# Stored activations per inner update, in copies of the optimizer's hidden state (one float per
+# hidden feature per agent parameter): the GRUs' gates and states (docs/meta_train.md,
+# "Measurements behind defaults"; 6 leaves room for the rollouts).
 _RESIDUAL_COPIES = 6
 
 
@@ -105,9 +104,8 @@ def device_memory_bytes(device: jax.Device | None = None) -> int:
 
 def use_remat(config: MetaTrainConfig, params_per_unit: list[int], devices: int = 1) -> bool:
     """`config.remat`, or when None: remat when the stored activations, shared by `devices`
-    devices, would take more than a quarter of one device's memory. Measured on 2 CPU cores
-    (`python -m eval bench meta-train`), storing is faster when it fits: catch preset 1.41 s ->
-    1.06 s per meta-iteration, cpu preset 0.53 s -> 0.45 s."""
+    devices, would take more than a quarter of one device's memory (storing is faster when it
+    fits: docs/meta_train.md, "Measurements behind defaults")."""
     if config.remat is not None:
         return config.remat
     return residual_bytes(config, params_per_unit) / devices > device_memory_bytes() / 4

@@ -4,37 +4,48 @@ import optim4rl, optax
 tx = optim4rl.optim4rl(3e-4)                              # shipped gridworld-trained Optim4RL
 tx = optim4rl.from_spec({"context_encoder": "adamw(learning_rate=1e-5)",
                          "default": "optim4rl(learning_rate=3e-4)"})   # per-module optimizers
+
+The names below are imported on first use (PEP 562), so `import optim4rl` and its command-line
+plumbing (`optim4rl.runtime.cli`) load no JAX: `--help` of every command stays fast.
 """
 
-from optim4rl.checkpoint import (
-    CheckpointError,
-    load_meta_params,
-    pretrained,
-    pretrained_names,
-    save_meta_params,
-)
-from optim4rl.networks import KINDS, hidden_size, init_meta_params, num_meta_params
-from optim4rl.specs import (
-    ModuleSpecs,
-    SpecError,
-    assign,
-    from_spec,
-    label_params,
-    module_specs,
-    param_paths,
-    parse_assignment,
-    parse_spec,
-    per_module,
-)
-from optim4rl.transforms import (
-    LearnedOptimizerState,
-    learned,
-    optim4rl,
-    scale_by_l2lgd2,
-    scale_by_learned,
-    scale_by_lin,
-    scale_by_optim4rl,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "optim4rl.checkpoint": (
+        "CheckpointError",
+        "load_meta_params",
+        "pretrained",
+        "pretrained_names",
+        "save_meta_params",
+    ),
+    "optim4rl.networks": ("KINDS", "hidden_size", "init_meta_params", "num_meta_params"),
+    "optim4rl.specs": (
+        "ModuleSpecs",
+        "SpecError",
+        "assign",
+        "from_spec",
+        "label_params",
+        "module_specs",
+        "param_paths",
+        "parse_assignment",
+        "parse_spec",
+        "per_module",
+    ),
+    "optim4rl.transforms": (
+        "LearnedOptimizerState",
+        "learned",
+        "optim4rl",
+        "scale_by_l2lgd2",
+        "scale_by_learned",
+        "scale_by_lin",
+        "scale_by_optim4rl",
+    ),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "KINDS",
@@ -64,3 +75,56 @@ __all__ = [
     "scale_by_lin",
     "scale_by_optim4rl",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name (or a submodule such as `checkpoint`) on first use."""
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+    elif not name.startswith("__"):
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})
+
+
+if TYPE_CHECKING:  # what static tools see; at run time the names load lazily
+    from optim4rl.checkpoint import (
+        CheckpointError,
+        load_meta_params,
+        pretrained,
+        pretrained_names,
+        save_meta_params,
+    )
+    from optim4rl.networks import KINDS, hidden_size, init_meta_params, num_meta_params
+    from optim4rl.specs import (
+        ModuleSpecs,
+        SpecError,
+        assign,
+        from_spec,
+        label_params,
+        module_specs,
+        param_paths,
+        parse_assignment,
+        parse_spec,
+        per_module,
+    )
+    from optim4rl.transforms import (
+        LearnedOptimizerState,
+        learned,
+        optim4rl,
+        scale_by_l2lgd2,
+        scale_by_learned,
+        scale_by_lin,
+        scale_by_optim4rl,
+    )

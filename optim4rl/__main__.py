@@ -5,29 +5,37 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+from typing import TYPE_CHECKING
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
-import optax
+from optim4rl.runtime.cli import (
+    ArgumentParser,
+    Command,
+    dispatch,
+    positive_float,
+    positive_int,
+)
 
-import optim4rl
-from optim4rl.cli import Command, dispatch
-
-
-class _MLP(nn.Module):
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = nn.tanh(nn.Dense(64)(x))
-        x = nn.tanh(nn.Dense(64)(x))
-        return nn.Dense(1)(x)
+if TYPE_CHECKING:
+    import jax
+    import optax
 
 
 def train_regression(tx: optax.GradientTransformation, steps: int, seed: int = 0) -> jax.Array:
     """Fit y = sin(3x) on [-1, 1] with a 64-64 tanh MLP; returns the loss at every step, (steps,)."""
-    model = _MLP()
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x: jax.Array) -> jax.Array:
+            x = nn.tanh(nn.Dense(64)(x))
+            x = nn.tanh(nn.Dense(64)(x))
+            return nn.Dense(1)(x)
+
+    model = MLP()
     x = jnp.linspace(-1.0, 1.0, 256)[:, None]
     y = jnp.sin(3.0 * x)
     params = model.init(jax.random.key(seed), x)
@@ -44,6 +52,12 @@ def train_regression(tx: optax.GradientTransformation, steps: int, seed: int = 0
 
 
 def demo(steps: int, learning_rate: float) -> None:
+    """Print the losses of both optimizers at five steps of the regression."""
+    import jax
+    import optax
+
+    import optim4rl
+
     names = optim4rl.pretrained_names()
     if "gridworld" in names:
         meta_params, header = optim4rl.pretrained("gridworld")
@@ -65,22 +79,28 @@ def demo(steps: int, learning_rate: float) -> None:
         print(f"{t:>6} " + " ".join(f"{float(v[t]):>22.5f}" for v in losses.values()))
 
 
-def demo_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
+def demo_parser() -> ArgumentParser:
+    p = ArgumentParser(
         prog="python -m optim4rl demo",
         description="Fit y = sin(3x) with a 64-64 tanh MLP, once with Optim4RL, once with AdamW.",
     )
-    p.add_argument("--steps", type=int, default=1000, help="optimizer steps per run (default 1000)")
+    p.add_argument("--steps", type=positive_int, default=1000, help="optimizer steps per run")
     p.add_argument(
-        "--learning-rate", type=float, default=1e-3, help="learning rate of both (default 1e-3)"
+        "--learning-rate", type=positive_float, default=1e-3, help="learning rate of both"
     )
-    args = p.parse_args(argv)
+    return p
+
+
+def demo_main(argv: list[str]) -> int:
+    args = demo_parser().parse_args(argv)
     demo(args.steps, args.learning_rate)
     return 0
 
 
 def list_main(argv: list[str]) -> int:
-    argparse.ArgumentParser(
+    import optim4rl
+
+    ArgumentParser(
         prog="python -m optim4rl list",
         description="The shipped pretrained optimizers, their kind and their provenance.",
     ).parse_args(argv)

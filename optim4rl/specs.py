@@ -10,9 +10,11 @@ A spec is a Python-call-like string, parsed with `ast` (never evaluated):
   "optim4rl(learning_rate=3e-4, path='runs/x/meta_params.msgpack')"
   "lin(learning_rate=1e-3, seed=0)"                    a learned kind at a random initialisation
 
-Arguments are checked when the transform is built: an unknown keyword gets close-match suggestions,
-and a literal of the wrong type (`adamw(learning_rate='1e-3')`) is refused against the optax
-function's annotations, so neither waits for the first update.
+Arguments are checked when the transform is built: an unknown keyword gets close-match suggestions
+(`adam(lr=1e-3)`: did you mean learning_rate?), a literal of the wrong type
+(`adamw(learning_rate='1e-3')`) is refused against the optax function's annotations, and a number
+out of range (not finite, a negative learning rate, eps or weight decay, b1 or b2 outside [0, 1)) is
+refused, so none waits for the first update. An error in a nested spec is reported once, as is.
 
 A per-module assignment maps patterns over flax parameter paths to specs, with an optional
 "default" for everything else, and becomes one `optax.partition`. Its canonical form is `ModuleSpecs`,
@@ -38,6 +40,7 @@ import collections.abc
 import difflib
 import fnmatch
 import inspect
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -63,8 +66,9 @@ def parse_spec(text: str) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
 
     Values must be literals or nested specs (calls), which are built into transforms.
     """
+    source = text.strip()
     try:
-        node = ast.parse(text.strip(), mode="eval").body
+        node = ast.parse(source, mode="eval").body
     except SyntaxError as err:
         raise SpecError(f"optimizer spec {text!r} is not of the form name(key=value, ...)") from err
     call = node if isinstance(node, ast.Call) else None
@@ -75,11 +79,13 @@ def parse_spec(text: str) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
     args, kwargs = [], {}
     try:
         if call:
-            args = [_argument(a) for a in call.args]
+            args = [_argument(a, source) for a in call.args]
             for kw in call.keywords:
                 if kw.arg is None:
                     raise SpecError(f"optimizer spec {text!r}: '**' is not allowed")
-                kwargs[kw.arg] = _argument(kw.value)
+                kwargs[kw.arg] = _argument(kw.value, source)
+    except SpecError:
+        raise  # a nested spec's own error, already naming that spec: not wrapped again
     except ValueError as err:
         raise SpecError(
             f"optimizer spec {text!r}: arguments must be literals (numbers, strings, ...): {err}"
@@ -87,10 +93,11 @@ def parse_spec(text: str) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
     return name, tuple(args), kwargs
 
 
-def _argument(node: ast.expr) -> Any:
-    """A literal, or a nested optimizer spec (a call) built into its transform."""
+def _argument(node: ast.expr, source: str) -> Any:
+    """A literal, or a nested optimizer spec (a call, as written in `source`) built into its
+    transform."""
     if isinstance(node, ast.Call):
-        return from_spec(ast.unparse(node))
+        return from_spec(ast.get_source_segment(source, node) or ast.unparse(node))
     return ast.literal_eval(node)
 
 
@@ -155,6 +162,7 @@ def _optax_from_spec(
     except TypeError as err:
         raise SpecError(f"spec {text!r}: {err}; optax.{name} takes {', '.join(names)}") from err
     _check_types(fn, bound.arguments, text, f"optax.{name}")
+    _check_ranges(bound.arguments, text, f"optax.{name}")
     tx = fn(*args, **kwargs)
     if not isinstance(tx, optax.GradientTransformation):
         raise SpecError(f"optax.{name} does not build an optimizer (spec {text!r})")
@@ -172,11 +180,51 @@ _LEARNED_TYPES = {
 }
 
 
+# Other libraries' names of optax's arguments (PyTorch, Keras, ...), suggested where difflib is not.
+ALIASES = {
+    "lr": "learning_rate",
+    "learningrate": "learning_rate",
+    "step_size": "learning_rate",
+    "beta1": "b1",
+    "beta_1": "b1",
+    "beta2": "b2",
+    "beta_2": "b2",
+    "epsilon": "eps",
+    "wd": "weight_decay",
+    "decoupled_weight_decay": "weight_decay",
+}
+
+# The range of a number argument of these names, for every optimizer: (low, high, text); a
+# value must satisfy low <= value < high (None: unbounded).
+RANGES = {
+    "learning_rate": (0.0, None, ">= 0"),
+    "b1": (0.0, 1.0, "in [0, 1)"),
+    "b2": (0.0, 1.0, "in [0, 1)"),
+    "eps": (0.0, None, ">= 0"),
+    "eps_root": (0.0, None, ">= 0"),
+    "weight_decay": (0.0, None, ">= 0"),
+}
+
+
+def _check_ranges(arguments: Mapping[str, Any], text: str, owner: str) -> None:
+    """SpecError for the first number argument that is not finite or is out of its `RANGES`."""
+    for key, value in arguments.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if not math.isfinite(value):
+            raise SpecError(f"spec {text!r}: {key}={value!r} is not a finite number ({owner})")
+        low, high, rule = RANGES.get(key, (None, None, ""))
+        if (low is not None and value < low) or (high is not None and value >= high):
+            raise SpecError(f"spec {text!r}: {key}={value!r} is out of range ({owner}: {rule})")
+
+
 def _unknown_keywords(text: str, owner: str, unknown: Sequence[str], known: Sequence[str]) -> str:
     """A short message: each unknown keyword with its close matches, then what `owner` takes."""
     parts = []
     for k in unknown:
-        close = difflib.get_close_matches(k, known, n=3, cutoff=0.6)
+        alias = ALIASES.get(k.lower())
+        close = [alias] if alias in known else []
+        close = close or difflib.get_close_matches(k, known, n=3, cutoff=0.6)
         parts.append(f"{k!r}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
     shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
     return f"spec {text!r}: {owner} has no argument {', '.join(parts)}; it takes {shown}"
@@ -274,6 +322,9 @@ def _learned_from_spec(
                 f"spec {text!r}: {key}={value!r} ({type(value).__name__}) is not accepted by "
                 f"{kind} (it takes {allowed})"
             )
+    _check_ranges(kwargs, text, kind)
+    if kwargs.get("grad_clip") is not None and kwargs["grad_clip"] <= 0:
+        raise SpecError(f"spec {text!r}: grad_clip={kwargs['grad_clip']!r} must be > 0 or None")
     sources = [k for k in ("pretrained", "path", "seed") if k in kwargs]
     if len(sources) > 1:
         raise SpecError(f"spec {text!r}: give only one of pretrained=, path=, seed=")

@@ -10,6 +10,10 @@ Kept light: importing `resel` loads nothing heavy, so `resel.envs` imports on it
 Modules: `networks` (pre-encoders, Mamba/GRU/Transformer context encoders, policy, ensemble critic),
 `scan` (selective scan, parallel/sequential/chunked), `buffer` (trajectory replay, packed batches),
 `losses` (SAC+REDQ targets and losses), `algorithm` (make_train: the SAC/REDQ update, acting,
-evaluation), `train` (run: the loop, resume, layout growth, frozen seeds), `checkpoint`,
-`metrics_log`, `config` (Config, presets), `python -m resel` (CLI).
+evaluation), `train` (make_agent: RESeL under the one agent contract; run: the one driver on
+it), `checkpoint`, `config` (Config, presets), `python -m resel` (CLI).
 """
+
+from optim4rl.runtime.quiet import silence_warp_notices
+
+silence_warp_notices()  # brax's "Failed to import warp" lines (optim4rl.runtime.quiet)

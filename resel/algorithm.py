@@ -150,8 +150,10 @@ def make_train(
     alpha_tx = optim4rl.from_spec(c.alpha_optim)
     target_entropy = -float(act_dim) if c.target_entropy is None else c.target_entropy
     guard_decay = 1.0 if discrete else c.q_guard_decay  # the release's choice per action space
-    unit = c.policy_every * c.env_steps_per_update
-    chunk_units = c.eval_every // unit
+    # a cycle: policy_every critic updates (each after env_steps_per_update env steps), the last
+    # with a policy update
+    cycle = c.policy_every * c.env_steps_per_update
+    chunk_cycles = c.eval_every // cycle
 
     def scale(a):  # [-1, 1] -> the action space; one-hot -> the action's index
         if discrete:
@@ -324,7 +326,7 @@ def make_train(
     }
 
     def train_chunk(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
-        """eval_every env steps with updates; per-unit metrics (chunk_units,) plus episode returns."""
+        """eval_every env steps with updates; per-cycle metrics (chunk_cycles,) plus episode returns."""
 
         def body(s: TrainState, _):
             metrics, rets = {}, []
@@ -336,13 +338,13 @@ def make_train(
                 key, sub = jax.random.split(s.key)
                 agent, m = update(s.agent, s.buffer, sub, with_policy=i == c.policy_every - 1)
                 s = s._replace(agent=agent, key=key, updates=s.updates + 1)
-                for k, v in m.items():  # critic metrics: mean over the unit's critic updates
+                for k, v in m.items():  # critic metrics: mean over the cycle's critic updates
                     w = 1.0 if k in policy_keys else 1.0 / c.policy_every
                     metrics[k] = metrics.get(k, 0.0) + w * v
             metrics["alpha"] = jnp.exp(s.agent.log_alpha)
             return s, (metrics, jnp.stack(rets))
 
-        state, (metrics, rets) = jax.lax.scan(body, state, None, length=chunk_units)
+        state, (metrics, rets) = jax.lax.scan(body, state, None, length=chunk_cycles)
         metrics["episode_return"] = rets.reshape(-1)
         return state, metrics
 
@@ -392,7 +394,7 @@ def make_train(
         warmup=jax.jit(jax.vmap(warmup)),
         train_chunk=jax.jit(jax.vmap(train_chunk)),
         evaluate=jax.jit(jax.vmap(evaluate)),
-        chunk_updates=chunk_units * c.policy_every,
+        chunk_updates=chunk_cycles * c.policy_every,
         update=jax.jit(functools.partial(update, with_policy=True)),
         env=env,
         eval_params=given_eval_params,

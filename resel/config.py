@@ -85,12 +85,12 @@ class Config:
     def __post_init__(self):
         if self.policy_every < 1 or self.env_steps_per_update < 1:
             raise ValueError("policy_every and env_steps_per_update must be >= 1")
-        unit = self.policy_every * self.env_steps_per_update
+        cycle = self.policy_every * self.env_steps_per_update  # env steps of one update cycle
         for name in ("eval_every", "warmup_steps"):
-            if getattr(self, name) % unit:
+            if getattr(self, name) % cycle:
                 raise ValueError(
                     f"{name}={getattr(self, name)} must be a multiple of policy_every * "
-                    f"env_steps_per_update = {unit}"
+                    f"env_steps_per_update = {cycle}"
                 )
         if not 0.0 < self.q_guard_decay <= 1.0:
             raise ValueError(f"q_guard_decay must be in (0, 1], got {self.q_guard_decay}")
@@ -161,7 +161,7 @@ def lr_kwargs(ce: float, policy: float, critic: float) -> dict[str, Any]:
 
 
 # per-task network architecture (NetConfig fields), kept by the cpu preset's narrower network:
-# Key-to-Door (paper App. D.3.2) has no conv1d, a 3-layer 256-unit MLP before the Mamba block, and
+# Key-to-Door (paper App. D.3.2) has no conv1d, a 3-layer MLP of width 256 before the Mamba block, and
 # 4 Mamba blocks at the credit-assignment length 500 (1 otherwise)
 TASK_NET: dict[str, dict[str, Any]] = {
     f"KeyToDoor-{n}": {"conv_kernel": 0, "ce_in_layers": 3, "n_blocks": 4 if n == 500 else 1}

@@ -189,9 +189,9 @@ def make_agent(
 
     def explain(m: dict[str, np.ndarray], i: int, step: int) -> str:
         bad = ~(np.isfinite(m["critic_loss"][i]) & np.isfinite(m["policy_loss"][i]))
-        unit = int(np.nonzero(bad)[0][0])
-        at = step + (unit + 1) * c.policy_every * c.env_steps_per_update
-        which = "critic" if not np.isfinite(m["critic_loss"][i, unit]) else "policy"
+        cycle = int(np.nonzero(bad)[0][0])
+        at = step + (cycle + 1) * c.policy_every * c.env_steps_per_update
+        which = "critic" if not np.isfinite(m["critic_loss"][i, cycle]) else "policy"
         return f"non-finite {which} loss at env step ~{at} (update {at - c.warmup_steps})"
 
     layout = {"max_trajs_per_batch": c.max_trajs_per_batch, "batch_rows": c.batch_rows,

@@ -6,6 +6,7 @@ import json
 import re
 import textwrap
 
+import numpy as np
 import pytest
 
 import optim4rl
@@ -210,23 +211,18 @@ def test_resel_cell_that_diverges_keeps_its_evaluations():
             assert rows[i][-1]["env_steps"] == 1000 and all(r["finite"] == 1.0 for r in rows[i])
 
 
-def test_resel_cell_reports_the_success_rate(monkeypatch):
-    """RESeL's `eval_success` (Key-to-Door) reaches the study rows as "success", beside "return"."""
-    pytest.importorskip("resel.config")
-    from eval.algorithms import get_algorithm
-    from resel import train
+def test_driver_rows_become_study_rows_with_the_success_rate():
+    """A driver row (RESeL's `eval_success` on Key-to-Door) reaches the study as "success",
+    beside "return"; A2C's chunk "return" is kept; a frozen seed's row is non-finite."""
+    from eval.algorithms import _study_row
 
     logged = {"step": 400, "seed": 0, "eval_return": 3.0, "eval_success": 0.5,
               "train_return": None, "critic_loss": 1.0}  # fmt: skip
-    monkeypatch.setattr(train, "run", lambda *args, **kwargs: [logged])
-    resel = get_algorithm("resel")
-    rows = []
-    resel.run_cell(
-        task="KeyToDoor-60", preset="cpu", overrides={}, budget=400, num_evals=None,
-        optimizer=resel.build_optimizer("adam(learning_rate=3e-4)"), seeds=[0],
-        on_eval=lambda i, row: rows.append(row), desc="success",
-    )  # fmt: skip
-    assert rows == [
-        {"critic_loss": 1.0, "env_steps": 400.0, "return": 3.0, "train_return": None,
-         "success": 0.5, "finite": 1.0}
-    ]  # fmt: skip
+    assert _study_row(logged) == {
+        "critic_loss": 1.0, "env_steps": 400.0, "return": 3.0, "train_return": None,
+        "success": 0.5, "finite": 1.0,
+    }  # fmt: skip
+    a2c = {"step": 60, "seed": 1, "return": 0.25, "episodes": 4.0}
+    assert _study_row(a2c) == {"episodes": 4.0, "env_steps": 60.0, "return": 0.25, "finite": 1.0}
+    frozen = _study_row({"step": 80, "seed": 1, "finite": False, "error": "non-finite"})
+    assert frozen["finite"] == 0.0 and np.isnan(frozen["return"]) and frozen["error"]

@@ -19,7 +19,7 @@ import pytest
 from meta_train.config import preset
 from meta_train.pipeline import Pipeline
 from meta_train.run import CHECKPOINT, load_checkpoint, train
-from optim4rl import distributed
+from optim4rl.runtime import distributed
 
 ROOT = Path(__file__).resolve().parent.parent
 # the cheapest pipeline to compile; two units, so each of two processes holds one
@@ -28,7 +28,7 @@ CONFIG = dict(tasks=("catch",), kind="lin", units_per_task=2, inner_steps=1, rol
 KILLED_AFTER_TWO_STEPS = textwrap.dedent(
     f"""
     import os, signal, sys
-    from optim4rl import distributed
+    from optim4rl.runtime import distributed
     # from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, ...; the suite oversubscribes the cores
     assert distributed.initialize(heartbeat_timeout=900)
     import jax

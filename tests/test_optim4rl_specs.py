@@ -54,7 +54,11 @@ def test_learned_spec_with_seed_and_path(tmp_path):
     ("spec", "message"),
     [
         ("adamm(learning_rate=1e-3)", "unknown optimizer 'adamm'.*did you mean adam"),
-        ("adamw(lr=1e-3)", "optax.adamw has no argument 'lr'; it takes learning_rate, b1"),
+        (
+            "adamw(lr=1e-3)",
+            "optax.adamw has no argument 'lr' \\(did you mean learning_rate\\?\\); it takes "
+            "learning_rate, b1",
+        ),
         (
             "adamw(learnig_rate=1e-3)",
             "no argument 'learnig_rate' \\(did you mean learning_rate\\?\\)",
@@ -166,3 +170,61 @@ def test_the_four_assignment_forms_become_one_canonical_tuple(agent_params):
         optim4rl.module_specs([("head", "sgd(1)"), ("head", "sgd(2)")])
     with pytest.raises(optim4rl.SpecError, match="not of the form PATTERN=SPEC"):
         optim4rl.module_specs(["context_encoder:sgd(0.1)"])
+
+
+@pytest.mark.parametrize(
+    "spec, argument, rule",
+    [
+        ("adamw(learning_rate=1e400)", "learning_rate=inf", "not a finite number"),
+        ("adam(learning_rate=-1e-3)", "learning_rate=-0.001", ">= 0"),
+        ("adam(1e-3, b1=2.0)", "b1=2.0", "in [0, 1)"),
+        ("adam(1e-3, b2=1.0)", "b2=1.0", "in [0, 1)"),
+        ("adam(1e-3, b2=-0.5)", "b2=-0.5", "in [0, 1)"),
+        ("adam(1e-3, eps=-1e-8)", "eps=-1e-08", ">= 0"),
+        ("adamw(1e-3, weight_decay=-0.1)", "weight_decay=-0.1", ">= 0"),
+        ("optim4rl(learning_rate=-1e-3)", "learning_rate=-0.001", ">= 0"),
+        ("lin(learning_rate=1e400, seed=0)", "learning_rate=inf", "not a finite number"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_at_build(spec, argument, rule):
+    with pytest.raises(optim4rl.SpecError) as info:
+        optim4rl.from_spec(spec)
+    message = str(info.value)
+    assert message.startswith(f"spec {spec!r}: {argument} ")  # names the spec and the argument
+    assert rule in message
+
+
+def test_numbers_at_the_edges_of_their_range_pass():
+    for spec in ("adam(learning_rate=0.0, b1=0.0, b2=0.0, eps=0.0)", "adamw(1e-3, weight_decay=0)"):
+        assert isinstance(optim4rl.from_spec(spec), optax.GradientTransformation)
+
+
+@pytest.mark.parametrize(
+    "spec, keyword, suggestion",
+    [
+        ("adam(lr=1)", "lr", "learning_rate"),
+        ("adam(1e-3, beta1=0.9)", "beta1", "b1"),
+        ("adam(1e-3, epsilon=1e-8)", "epsilon", "eps"),
+        ("adamw(1e-3, wd=0.1)", "wd", "weight_decay"),
+        ("optim4rl(lr=1e-3)", "lr", "learning_rate"),
+    ],
+)
+def test_common_aliases_get_the_optax_name(spec, keyword, suggestion):
+    with pytest.raises(optim4rl.SpecError, match=rf"'{keyword}' \(did you mean {suggestion}\?\)"):
+        optim4rl.from_spec(spec)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "chain(clip_by_global_norm(1.0), adam(lr=1e-3))",
+        {"context_encoder": "adam(lr=1e-3)", "default": "sgd(0.1)"},
+        [("context_encoder", "chain(clip(1.0), adam(lr=1e-3))"), ("default", "sgd(0.1)")],
+    ],
+)
+def test_an_error_in_a_nested_spec_is_reported_once(spec):
+    with pytest.raises(optim4rl.SpecError) as info:
+        optim4rl.from_spec(spec)
+    message = str(info.value)
+    assert message.startswith("spec 'adam(lr=1e-3)': optax.adam has no argument 'lr'")
+    assert message.count("did you mean") == 1 and message.count("adam(lr=1e-3)") == 1

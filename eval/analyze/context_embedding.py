@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from eval.analyze import cli
 from eval.analyze.common import (
     AnalysisError,
     load_resel_run,
@@ -189,32 +190,7 @@ def plot(
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m eval analyze context-embedding",
-        description="RESeL Fig. 14: context-encoder embeddings under many gravities, projected to "
-        "2-d (t-SNE or PCA) and coloured by gravity; R^2 of a linear fit of log gravity on "
-        "held-out gravities.",
-    )
-    p.add_argument("--scale", choices=sorted(SCALES), default="cpu", help="sizes (default cpu)")
-    p.add_argument("--run", help="a `python -m resel --out` folder of a gravity task (skips "
-                   "training)")  # fmt: skip
-    p.add_argument("--env", help="gravity task to train on (default: the scale's)")
-    p.add_argument("--train-steps", type=int, help="environment steps of the brief training")
-    p.add_argument("--episode-length", type=int, help="steps per episode (training and rollouts)")
-    p.add_argument("--episodes", type=int, help="episodes per gravity")
-    p.add_argument("--burn-in", type=int, help="steps since the episode start left out")
-    p.add_argument("--projection", choices=("tsne", "pca"), default="tsne",
-                   help="2-d projection of the plot (default t-SNE, as in the paper)")  # fmt: skip
-    p.add_argument("--tsne-points", type=int, default=2000,
-                   help="steps drawn for the exact t-SNE (O(n^2) memory and time)")  # fmt: skip
-    p.add_argument("--gravity-seed", type=int, default=0, help="seed of the 60-gravity set")
-    p.add_argument("--seed", type=int, default=0, help="training and rollout seed")
-    p.add_argument("--out", help="output folder (default runs/analyze/context-embedding-SCALE)")
-    args = p.parse_args(argv)
-    for name in ("train_steps", "episode_length", "episodes", "tsne_points"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
-    return args
+    return cli.context_embedding().parse_args(argv)
 
 
 def _env(args, scale: dict):

@@ -18,13 +18,12 @@ coordinates: quantiles, inter-quartile range, the fraction of exactly-zero coord
 densities on the authors' bins (-9, -8.5, ..., 5), and the movement between phases as the
 1-Wasserstein distance between the phases' x distributions (in decades) and the shift of the median.
 
-`python -m eval analyze grad-distribution [--scale cpu|paper] [--out DIR]` writes
+`python -m eval analyze grad-distribution [--preset cpu|paper] [--out DIR]` writes
 grad_distribution.{png,pdf,json} into --out (default runs/analyze/grad-distribution).
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import sys
@@ -41,6 +40,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
+from eval.analyze import cli
 from eval.plots import pyplot
 from meta_train import envs
 from meta_train.a2c import A2CConfig, ActorCritic, Agent, TrainState
@@ -433,28 +433,7 @@ def report_lines(res: dict) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m eval analyze grad-distribution",
-        description="Optim4RL Fig. 1: histograms of log10(|g|+1e-8) of agent gradients at the "
-        "start, middle and end of training, A2C on a gridworld vs supervised classification.",
-    )
-    p.add_argument("--scale", default="cpu", choices=list(PRESETS), help="sizes (default cpu)")
-    p.add_argument("--out", default="runs/analyze/grad-distribution", help="output folder")
-    p.add_argument("--task", help="gridworld task (default big_dense_long)")
-    p.add_argument(
-        "--optimizer", choices=list(OPTIMIZERS), help="optimizer of both runs (default rmsprop)"
-    )
-    p.add_argument("--rl-lr", type=float, help="learning rate of the A2C run")
-    p.add_argument("--sl-lr", type=float, help="learning rate of the supervised run")
-    p.add_argument("--num-envs", type=int, help="parallel environments of the A2C run")
-    p.add_argument("--updates", type=int, dest="rl_updates", help="A2C updates")
-    p.add_argument("--sl-updates", type=int, help="supervised updates")
-    p.add_argument("--sl-batch", type=int, help="supervised batch size")
-    p.add_argument("--sl-dataset", type=int, help="supervised dataset size")
-    p.add_argument("--window", type=int, help="updates collected per phase")
-    p.add_argument("--seeds", type=int, help="runs per setting (vmapped)")
-    p.add_argument("--seed", type=int, help="first seed")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = cli.grad_distribution()
     args = p.parse_args(argv)
     names = [f for f in GradConfig.__dataclass_fields__ if getattr(args, f, None) is not None]
     try:

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from eval.analyze import cli
 from eval.analyze.common import (
     AnalysisError,
     load_resel_run,
@@ -51,8 +52,8 @@ SCALES = {
     "cpu": {"env": "Pendulum-P", "episodes": 8, "steps": 200},
 }
 # (LR_CE, LR_other): equal LR, RESeL's CE-specific LR, heads only, CE only, heads only at 20x
-DEFAULT_PAIRS = ("3e-4,3e-4", "1e-5,3e-4", "0,3e-4", "3e-4,0", "0,6e-3")
-DEFAULT_LEARNED = ("3e-4", "1e-5")  # optim4rl(learning_rate=.) on the CE, adamw(LR_other) else
+DEFAULT_PAIRS = cli.DEFAULT_PAIRS
+DEFAULT_LEARNED = cli.DEFAULT_LEARNED  # optim4rl(learning_rate=.) on the CE, adamw(LR_other) else
 REL_TOL = (
     1e-4  # pairs with |h - h'| below this fraction of |h| are float noise, not a Lipschitz ratio
 )
@@ -347,30 +348,7 @@ def write_outputs(result: dict[str, Any], out) -> list:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m eval analyze output-variation",
-        description="RESeL Fig. 3: action variation vs rollout step after one policy gradient "
-        "step, per (LR_CE, LR_other), with Proposition 1's bound estimated on the episodes.",
-    )
-    p.add_argument("--scale", choices=sorted(SCALES), default="cpu", help="sizes (default cpu)")
-    p.add_argument("--run", help="a `python -m resel --out` folder: restore its policy, critic "
-                   "and replay buffer (default: a fresh policy and a warm-up buffer)")  # fmt: skip
-    p.add_argument("--seed-index", type=int, default=0, help="which seed of --run")
-    p.add_argument("--env", help="task when there is no --run (default: the scale's)")
-    p.add_argument("--episodes", type=int, help="episodes averaged over")
-    p.add_argument("--steps", type=int, help="rollout steps T (at most the episode length)")
-    p.add_argument("--pairs", nargs="+", default=list(DEFAULT_PAIRS), metavar="LR_CE,LR_OTHER",
-                   help="AdamW learning rates of the context encoder and of the rest")  # fmt: skip
-    p.add_argument("--learned", nargs="*", default=list(DEFAULT_LEARNED), metavar="LR",
-                   help="learning rates of Optim4RL on the context encoder (none: leave out)")  # fmt: skip
-    p.add_argument("--learned-other", type=float, default=3e-4, help="AdamW LR of the rest")
-    p.add_argument("--seed", type=int, default=0, help="rollout seed")
-    p.add_argument("--out", help="output folder (default runs/analyze/output-variation-SCALE)")
-    args = p.parse_args(argv)
-    for name in ("episodes", "steps"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name} must be >= 1")
-    return args
+    return cli.output_variation().parse_args(argv)
 
 
 def main(argv: list[str]) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from eval.analyze import cli
 from eval.analyze.common import (
     AnalysisError,
     out_dir,
@@ -260,18 +261,7 @@ def analyse(groups: list[Group]) -> tuple[dict, list[list[Any]], list[dict[str, 
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m eval analyze training-dynamics",
-        description="RESeL Figs. 4-5: policy/critic gradient norms and value loss over training, "
-        "per optimizer, mean +- standard error over seeds.",
-    )
-    p.add_argument("folders", nargs="*", help="study folders (`python -m eval run`) or RESeL run "
-                   "folders (`python -m resel --out`); default: runs/ce_learning_rate-SCALE")  # fmt: skip
-    p.add_argument("--scale", choices=sorted(SCALES), default="cpu",
-                   help="which ce_learning_rate study to read when no folder is given")  # fmt: skip
-    p.add_argument("--variants", nargs="+", help="keep only variants whose name contains one")
-    p.add_argument("--out", help="output folder (default: runs/analyze/training-dynamics-SCALE)")
-    return p.parse_args(argv)
+    return cli.training_dynamics().parse_args(argv)
 
 
 def main(argv: list[str]) -> int:

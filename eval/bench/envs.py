@@ -9,7 +9,6 @@ ratio is the cost of this package's interface (per-step reset, task sampling, ma
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -17,6 +16,7 @@ import time
 import jax
 from tqdm import tqdm
 
+from eval.bench import cli
 from eval.bench.timing import time_fn
 from resel import envs
 
@@ -99,19 +99,7 @@ def _options(name: str) -> set[str]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval bench envs", description=__doc__)
-    parser.add_argument(
-        "--families",
-        default=",".join(FAMILY_TASKS),
-        help=f"comma-separated subset of {','.join(FAMILY_TASKS)}",
-    )
-    parser.add_argument("--tasks", default="", help="comma-separated task names (adds to families)")
-    parser.add_argument("--steps", type=int, default=200, help="steps per timed call")
-    parser.add_argument("--batches", default="1,64", help="comma-separated batch sizes")
-    parser.add_argument("--backends", default="spring", help="Brax backends to time")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions (median)")
-    parser.add_argument("--json", default="", help="also write the rows to this JSON file")
-    args = parser.parse_args(argv)
+    args = cli.envs().parse_args(argv)
 
     families = [f for f in args.families.split(",") if f]
     unknown = [f for f in families if f not in FAMILY_TASKS]

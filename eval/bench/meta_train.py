@@ -9,12 +9,12 @@ Python-unrolled K, no remat, no scan) and the speed-up of the pipeline's step ov
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import replace
 
 import jax
 import optax
 
+from eval.bench import cli
 from eval.bench.timing import host_allocator, median, ratio_text, time_interleaved
 from meta_train.a2c import Agent, TrainState
 from meta_train.config import PRESETS
@@ -88,17 +88,7 @@ def simple_meta_gradient(pipeline: Pipeline) -> callable:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m eval bench meta-train")
-    p.add_argument("--preset", default="cpu", choices=list(PRESETS), help="meta-training preset")
-    p.add_argument("--tasks", help="comma-separated subset of tasks")
-    p.add_argument("--units", type=int, help="training units per task")
-    p.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds (median)")
-    p.add_argument(
-        "--simple",
-        action="store_true",
-        help="also time the meta-gradient computed the simplest way (no remat, unrolled K)",
-    )
-    args = p.parse_args(argv)
+    args = cli.meta_train().parse_args(argv)
     config = PRESETS[args.preset]
     if args.tasks:
         config = replace(config, tasks=tuple(args.tasks.split(",")))

@@ -11,13 +11,12 @@ change which speeds up the update but slows its backward pass shows here.
 
 from __future__ import annotations
 
-import argparse
-
 import jax
 import jax.numpy as jnp
 import optax
 
 import optim4rl
+from eval.bench import cli
 from eval.bench.timing import host_allocator, median, ratio_text, time_interleaved
 from optim4rl import networks
 
@@ -75,12 +74,7 @@ def optim4rl_meta_gradient(meta_params: networks.MetaParams) -> optax.TransformU
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval bench optimizer")
-    parser.add_argument(
-        "--sizes", type=float, nargs="+", default=[1e4, 1e5, 1e6], help="parameters per tree"
-    )
-    parser.add_argument("--repeats", type=int, default=20, help="interleaved timed rounds (median)")
-    args = parser.parse_args(argv)
+    args = cli.optimizer().parse_args(argv)
     key = jax.random.key(0)
     optimizers = {"adamw": optax.adamw(1e-3)}
     for kind in optim4rl.KINDS:

@@ -8,7 +8,6 @@ ratios); Brax's reports `training/sps` per epoch, of which the last (compiled) e
 
 from __future__ import annotations
 
-import argparse
 import functools
 from collections.abc import Callable
 
@@ -16,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from eval.bench import cli
 from eval.bench.timing import host_allocator, median, ratio_text, time_interleaved
 from eval.ppo import make_ppo, preset
 
@@ -93,19 +93,7 @@ def _is_deprecated_stub() -> bool:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval bench ppo", description=__doc__)
-    parser.add_argument("--env", default="inverted_pendulum", help="Brax environment")
-    parser.add_argument(
-        "--preset", default="cpu", choices=("cpu", "paper"), help="eval.ppo preset (sizes)"
-    )
-    parser.add_argument("--num-envs", type=int, default=None, help="default: the preset's")
-    parser.add_argument("--steps-per-epoch", type=int, default=8, help="training steps timed")
-    parser.add_argument("--learning-rate", type=float, default=3e-4, help="of Adam and Optim4RL")
-    parser.add_argument(
-        "--repeats", type=int, default=10, help="interleaved rounds of the two epochs (median)"
-    )
-    parser.add_argument("--skip-brax", action="store_true", help="skip Brax's own PPO (slow)")
-    args = parser.parse_args(argv)
+    args = cli.ppo().parse_args(argv)
 
     overrides = {"env": args.env}
     if args.num_envs is not None:

@@ -10,13 +10,13 @@ Options: --quick (fewer lengths and sizes, for a smoke run), --repeats N (rounds
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
+from eval.bench import cli
 from eval.bench.timing import host_allocator, median, ratio_text, round_ratios, time_interleaved
 
 TRAJ_LEN = 1000
@@ -212,13 +212,7 @@ def bench_scans(lengths, repeats: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m eval bench resel", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="cpu sizes and short lengths only")
-    p.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds (median)")
-    p.add_argument("--skip", nargs="*", default=[],
-                   choices=["throughput", "updates", "encoders", "scans"],
-                   help="parts of the benchmark to leave out")  # fmt: skip
-    args = p.parse_args(argv)
+    args = cli.resel().parse_args(argv)
     print(f"# RESeL benchmark on {jax.default_backend()} ({jax.device_count()} device(s), "
           f"{host_allocator()}); "
           f"default selective scan here: ", end="")  # fmt: skip

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import socket
@@ -20,6 +19,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from eval.bench import cli
 
 STUDY = """\
 [study]
@@ -52,7 +53,7 @@ def study_seconds(folder: Path, budget: int, workers: int) -> float:
 def meta_worker(preset: str, units: int, repeats: int) -> None:
     """One process of the meta-training benchmark (run by `meta_seconds`); process 0 prints the
     median seconds per meta-iteration as JSON."""
-    from optim4rl import distributed
+    from optim4rl.runtime import distributed
 
     distributed.initialize()
     import jax
@@ -100,13 +101,7 @@ def meta_seconds(processes: int, preset: str, units: int, repeats: int) -> float
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m eval bench scaling")
-    p.add_argument("--budget", type=int, default=100_000, help="env steps per run of the study")
-    p.add_argument("--preset", default="cpu", help="meta_train preset of the second part")
-    p.add_argument("--units", type=int, default=16, help="units per task (all processes)")
-    p.add_argument("--repeats", type=int, default=3, help="timed repeats of each measurement")
-    p.add_argument("--skip", choices=("study", "meta-train"), help="run only the other part")
-    args = p.parse_args(argv)
+    args = cli.scaling().parse_args(argv)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"{cores} cores; load average {os.getloadavg()[0]:.1f} at the start")
     if args.skip != "study":

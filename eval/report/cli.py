@@ -8,6 +8,7 @@ from pathlib import Path
 
 from eval.report import scores, tables
 from eval.report.load import group_runs, load_runs
+from optim4rl.runtime.cli import ArgumentParser
 
 
 def write_report(out: str | Path) -> str:
@@ -53,15 +54,24 @@ def write_report(out: str | Path) -> str:
     return text
 
 
+def parser() -> ArgumentParser:
+    """The options of `python -m eval report`."""
+    p = ArgumentParser(
+        prog="python -m eval report",
+        description="Tables (Markdown, CSV) and plots (PNG, PDF) of a study's results, written "
+        "into DIR/report/.",
+    )
+    p.add_argument("dir", metavar="DIR", help="the --out folder of `python -m eval run`")
+    return p
+
+
 def main(argv: list[str]) -> int:
     """`python -m eval report DIR`."""
-    if len(argv) != 1 or argv[0] in ("-h", "--help"):
-        print("usage: python -m eval report DIR   (DIR: the --out folder of `python -m eval run`)")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    args = parser().parse_args(argv)
     try:
-        print(write_report(argv[0]))
+        print(write_report(args.dir))
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"\nwritten: {Path(argv[0]) / 'report'}")
+    print(f"\nwritten: {Path(args.dir) / 'report'}")
     return 0

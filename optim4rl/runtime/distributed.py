@@ -22,29 +22,12 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from optim4rl.runtime.cli import HEARTBEAT_TIMEOUT
+from optim4rl.runtime.cli import (  # noqa: F401 - the flags live with the JAX-free CLI code
+    add_distributed_arguments as add_arguments,
+)
+
 ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
-HEARTBEAT_TIMEOUT = 100  # jax.distributed.initialize's default, in seconds
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The three multi-process flags (all or none)."""
-    g = parser.add_argument_group("multi-process (default: Slurm or JAX_* environment, else one)")
-    g.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
-    g.add_argument(
-        "--num-processes", type=int, metavar="N", dest="num_processes", help="processes in all"
-    )
-    g.add_argument(
-        "--process-id", type=int, metavar="I", dest="process_id", help="this process (0 .. N-1)"
-    )
-    g.add_argument(
-        "--heartbeat-timeout",
-        type=int,
-        default=HEARTBEAT_TIMEOUT,
-        metavar="S",
-        dest="heartbeat_timeout",
-        help="seconds without a heartbeat before a process counts as dead "
-        f"(default {HEARTBEAT_TIMEOUT}, JAX's; raise it on oversubscribed nodes)",
-    )
 
 
 def settings(

@@ -242,6 +242,12 @@ def run(
             f"{folder.resume_command()}"
             if folder is not None and last_ckpt is not None
             else "no checkpoint was written"
+            + (
+                f" (the first was due at step {checkpoint_every:,}); to start over, delete "
+                f"{folder.path}"
+                if folder is not None and checkpoint_every
+                else ""
+            )
         )
         raise Interrupted(
             f"interrupted at step {step:,} of {agent.total_steps:,}; {where}"

@@ -88,8 +88,8 @@ class Environment(Generic[State, Params]):
         timeout = state_st.time >= params.max_steps_in_episode
         truncated = jnp.logical_and(timeout, jnp.logical_not(terminated))
         done = jnp.logical_or(terminated, truncated)
-        # a select, not lax.cond: measured no faster for Brax at batch 1 (the cond copies the
-        # whole physics state) and identical under vmap, where cond computes both branches anyway
+        # a select, not lax.cond: under vmap cond computes both branches anyway, and at batch 1
+        # it copies the whole physics state (docs/envs.md, "Measurements behind defaults")
         obs_re, state_re = self.reset_env(key_reset, params)
         state = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), state_re, state_st)
         obs = jax.lax.select(done, obs_re, obs_st)

@@ -39,7 +39,6 @@ from resel.envs.core import Environment
 from resel.envs.spaces import Box, Discrete
 
 MOVES = jnp.array([[-1, 0], [1, 0], [0, -1], [0, 1]], jnp.int32)  # up, down, left, right
-CHANNELS = ("agent", "key", "apple", "door")
 
 
 @struct.dataclass

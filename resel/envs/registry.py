@@ -47,18 +47,30 @@ def family_of(name: str) -> str:
     return _entry(name).family
 
 
+def canonical_name(name: str) -> str:
+    """The registered spelling of task `name`: itself, or the one task equal to it up to case
+    (`pendulum-p` -> `Pendulum-P`). ValueError with close matches for an unknown name."""
+    if name in _REGISTRY:
+        return name
+    folded = {n.lower(): n for n in _REGISTRY}
+    same = [n for n in _REGISTRY if n.lower() == name.lower()]
+    if len(same) == 1:
+        return same[0]
+    if same:
+        raise ValueError(f"task name {name!r} is ambiguous: {', '.join(same)}")
+    close = difflib.get_close_matches(name.lower(), list(folded), n=4, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(folded[c]) for c in close)}?" if close else ""
+    raise ValueError(
+        f"unknown task {name!r}{hint} (`python -m resel envs` lists all {len(_REGISTRY)} tasks)"
+    )
+
+
 def _entry(name: str) -> Entry:
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=4, cutoff=0.5)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
-            f"unknown task {name!r}{hint} (resel.envs.names() lists all {len(_REGISTRY)} tasks)"
-        )
-    return _REGISTRY[name]
+    return _REGISTRY[canonical_name(name)]
 
 
 def make(name: str, *, observe_reward: bool = False, **options: Any) -> tuple[Environment, Any]:
-    """Build task `name` and its default params.
+    """Build task `name` (any case, see `canonical_name`) and its default params.
 
     `observe_reward=True` appends the previous reward to observations (see `ObserveReward`).
     Other options go to the task (e.g. `backend=`, `split=`, `episode_length=`); an option the
@@ -73,7 +85,7 @@ def make(name: str, *, observe_reward: bool = False, **options: Any) -> tuple[En
     env = entry.factory(**options)
     if observe_reward:
         env = ObserveReward(env)
-    env.name = name
+    env.name = entry.name
     env.family = entry.family
     return env, env.default_params
 
