@@ -6,6 +6,10 @@ threads can deadlock), or one Ray task per cell with one CPU each (`pip install 
 Each cell runs `eval.cells.run_cell`, the function the single-process path runs, so every
 backend writes the same files; a worker's own progress bars are silenced, the study's bar counts
 finished cells.
+
+Local workers are pinned one per core when there are no more workers than cores: XLA:CPU keeps a
+second core about half busy for one process (1.55 cores for an A2C cell that runs 1.3x faster than
+on one core), so unpinned workers steal each other's cycles (docs/eval.md, `bench scaling`).
 """
 
 from __future__ import annotations
@@ -52,9 +56,21 @@ def map_cells(
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
 
 
+def _pin(cores) -> None:
+    """Worker initializer: run this process (and the threads it starts later) on one core."""
+    os.sched_setaffinity(0, {cores.get()})
+
+
 def _local(study: Study, cells: list[tuple], workers: int) -> Iterator[tuple[int, list[str]]]:
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(cells)), mp_context=context) as pool:
+    workers = min(workers, len(cells))
+    pin: dict = {}
+    if hasattr(os, "sched_setaffinity") and 1 < workers <= len(os.sched_getaffinity(0)):
+        cores = context.Queue()
+        for core in sorted(os.sched_getaffinity(0))[:workers]:
+            cores.put(core)
+        pin = {"initializer": _pin, "initargs": (cores,)}
+    with ProcessPoolExecutor(workers, mp_context=context, **pin) as pool:
         futures = {pool.submit(_quiet_cell, study, *cell): i for i, cell in enumerate(cells)}
         try:
             for future in as_completed(futures):

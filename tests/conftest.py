@@ -46,6 +46,7 @@ SLOW = {
     "test_meta_train_distributed.py": (
         "test_two_processes_match_one_and_a_killed_run_resumes_with_one",
     ),
+    "test_resel_train.py": ("test_cli_ctrl_c_then_resume_equals_the_uninterrupted_run",),
     "test_resel_buffer.py": ("test_ring_evicts_overwritten_trajectories_only",),
     "test_resel_losses.py": (
         "test_packed_losses_equal_per_trajectory_losses",

@@ -192,7 +192,9 @@ def test_cli_rejects_bad_options_before_compute(tmp_path, capsys):
     assert "unknown task 'small_dense_shrt'" in capsys.readouterr().err
     assert cli(["--preset", "smoke", "--reset-interval", "-1", "--out", str(tmp_path)]) == 2
     assert "reset_interval must be a positive integer" in capsys.readouterr().err
-    assert cli(["--preset", "smoke", "--resume", "--out", str(tmp_path / "none")]) == 2  # a usage error, as every other
+    assert (
+        cli(["--preset", "smoke", "--resume", "--out", str(tmp_path / "none")]) == 2
+    )  # a usage error, as every other
     assert "--resume: no checkpoint in" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
     with pytest.raises(ValueError, match="unknown config keys"):

@@ -39,15 +39,21 @@ spec = "adam(learning_rate=3e-3)"
 """
 
 
-def study_seconds(folder: Path, budget: int, workers: int) -> float:
-    """Wall time of `python -m eval run` of the 4-cell study with `workers` processes."""
+def study_seconds(folder: Path, budget: int, workers: int) -> tuple[float, dict[str, float]]:
+    """Wall time of `python -m eval run` of the 4-cell study with `workers` processes, and each
+    cell's own seconds (its done.json: compilation and training, not process start-up)."""
     path = folder / "scaling.toml"
     path.write_text(STUDY.format(budget=budget))
     out = folder / f"workers{workers}"
     cmd = [sys.executable, "-m", "eval", "run", str(path), "--out", str(out), "--no-report"]
     start = time.perf_counter()
     subprocess.run([*cmd, "--workers", str(workers)], check=True, capture_output=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    cells = {}
+    for done in out.rglob("done.json"):
+        cell = done.relative_to(out).parts[1]  # runs/<task>/<variant>/seed_k/done.json
+        cells[cell] = json.loads(done.read_text())["cell_seconds"]
+    return wall, cells
 
 
 def meta_worker(preset: str, units: int, repeats: int) -> None:
@@ -107,11 +113,19 @@ def main(argv: list[str]) -> int:
     if args.skip != "study":
         steps = 4 * 4 * args.budget
         with tempfile.TemporaryDirectory() as tmp:
-            one, two = (study_seconds(Path(tmp), args.budget, w) for w in (1, 2))
+            (one, cells1), (two, cells2) = (
+                study_seconds(Path(tmp), args.budget, w) for w in (1, 2)
+            )
         print(f"study, 4 A2C cells x 4 seeds x {args.budget} steps (end to end, start-up included)")
-        for w, s in ((1, one), (2, two)):
-            print(f"  --workers {w}  {s:8.1f} s  {steps / s:10.0f} env-steps/s")
+        for w, s, cells in ((1, one, cells1), (2, two, cells2)):
+            each = ", ".join(f"{k} {v:.1f}" for k, v in sorted(cells.items()))
+            print(f"  --workers {w}  {s:8.1f} s  {steps / s:10.0f} env-steps/s   cells (s): {each}")
         print(f"  throughput ratio workers 2 / workers 1: {one / two:.2f}x")
+        print(
+            f"  cell seconds summed: {sum(cells1.values()):.1f} (1 worker) vs "
+            f"{sum(cells2.values()):.1f} (2 workers): a cell is slower beside another; the rest "
+            "of the wall time is start-up and the last cell's tail"
+        )
     if args.skip != "meta-train":
         one, two = (meta_seconds(n, args.preset, args.units, args.repeats) for n in (1, 2))
         print(f"meta-training, preset {args.preset}, {args.units} units per task in all")
