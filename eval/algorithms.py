@@ -64,9 +64,8 @@ def _study_row(row: dict[str, Any]) -> dict[str, Any]:
 def _drive(agent: Any, seeds: Sequence[int], on_eval: OnEval, desc: str) -> None:
     from optim4rl.runtime import driver
 
-    driver.run(
-        agent, seeds, progress=True, desc=desc, on_row=lambda i, r: on_eval(i, _study_row(r))
-    )
+    rows = lambda i, r: on_eval(i, _study_row(r))  # noqa: E731
+    driver.run(agent, seeds, progress=True, desc=desc, leave=False, on_row=rows)
 
 
 class SpecOptimizer:

@@ -106,6 +106,7 @@ def run(
     checkpoint: tuple[Save, Load] | None = None,
     progress: bool = True,
     desc: str = "",
+    leave: bool = True,
     on_row: OnRow | None = None,
 ) -> Result:
     """Train `agent` for every seed at once until `agent.total_steps`; see the module docstring.
@@ -113,6 +114,7 @@ def run(
     `checkpoint`: the (save, load) pair (default: `default_checkpoint`); the header carries
     "seeds", "step", "diverged" and "layout" (`agent.layout`), so a resumed run rebuilds the same
     shapes. `on_row(seed_index, row)` is called for every row (a study writes its files with it).
+    `leave=False` clears the progress bar when the run ends (a study's cells).
     """
     from tqdm.auto import tqdm
 
@@ -172,7 +174,10 @@ def run(
                 row["sec_per_update"] = dt / agent.updates_per_chunk
             emit(i, row)
 
-    bar = tqdm(total=agent.total_steps, initial=step, disable=not progress, unit="step", desc=desc)
+    bar = tqdm(
+        total=agent.total_steps, initial=step, disable=not progress, unit="step", desc=desc,
+        leave=leave,
+    )  # fmt: skip
     try:
         if step == 0 and agent.warmup is not None:
             bar.set_postfix_str("compiling and collecting the warm-up steps")
