@@ -46,7 +46,10 @@ SLOW = {
     "test_meta_train_distributed.py": (
         "test_two_processes_match_one_and_a_killed_run_resumes_with_one",
     ),
-    "test_resel_train.py": ("test_cli_ctrl_c_then_resume_equals_the_uninterrupted_run",),
+    "test_runtime.py": (
+        "test_cli_ctrl_c_then_resume_equals_the_uninterrupted_run",
+        "test_ppo_agent_reproduces_make_train_exactly",
+    ),
     "test_resel_buffer.py": ("test_ring_evicts_overwritten_trajectories_only",),
     "test_resel_losses.py": (
         "test_packed_losses_equal_per_trajectory_losses",

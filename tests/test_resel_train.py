@@ -490,39 +490,3 @@ def test_run_evaluates_on_the_held_out_tasks_of_its_seeds_split():
     (trainer,) = train._TRAINERS.values()
     np.testing.assert_array_equal(trainer.eval_params.winds, task_sets.winds("test", 3))
     np.testing.assert_array_equal(trainer.env.default_params.winds, task_sets.winds("train", 3))
-
-
-def test_cli_ctrl_c_then_resume_equals_the_uninterrupted_run(tmp_path):
-    """`python -m resel` (a default run: replay ring sized by the config) stopped by Ctrl-C after
-    its first checkpoint prints one line and exits 130; the identical command with --resume
-    finishes the run exactly as an uninterrupted one; without --resume it is refused (exit 2)."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    args = ["--env", "pendulum-p", "--preset", "cpu", "--steps", "1200", "--warmup", "400",
-            "--eval-every", "200", "--checkpoint-every", "400", "--batch-size", "64",
-            "--encoder", "gru", "--no-progress"]  # fmt: skip
-    part, full = tmp_path / "part", tmp_path / "full"
-    cmd = [sys.executable, "-m", "resel", *args, "--out", str(part)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while not (part / "checkpoint.msgpack").exists() and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 130, err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("interrupted at step ") and "Traceback" not in err, err
-    assert "the last checkpoint is at step 600" in last
-    assert last.endswith(" ".join(["python", "-m", "resel", *args, "--out", str(part), "--resume"]))
-    assert main([*args, "--out", str(part)]) == 2  # the folder holds a run
-    assert main([*args, "--out", str(part), "--resume"]) == 0
-    assert main([*args, "--out", str(full)]) == 0
-
-    def rows(folder):
-        lines = (folder / "metrics.jsonl").read_text().splitlines()
-        return [{k: v for k, v in json.loads(x).items() if k != "sec_per_update"} for x in lines]
-
-    assert [r["step"] for r in rows(full)] == [600, 800, 1000, 1200]
-    assert rows(part) == rows(full)

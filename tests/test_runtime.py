@@ -19,6 +19,7 @@ from optim4rl.runtime import driver
 from optim4rl.runtime.agent import Agent, KeySchedule
 from optim4rl.runtime.errors import Interrupted, UsageError
 from optim4rl.runtime.folder import RunFolder
+from resel.__main__ import main as resel_main
 
 STEPS_PER_CHUNK = 10
 
@@ -181,3 +182,45 @@ def test_default_keys_are_the_seeds_keys():
         jax.random.key_data(keys.init([4, 5])),
         jax.random.key_data(jax.vmap(jax.random.key)(np.array([4, 5]))),
     )
+
+
+def test_cli_ctrl_c_then_resume_equals_the_uninterrupted_run(tmp_path, capsys):
+    """`python -m resel` (a default run: replay ring sized by the config) stopped by a SIGINT
+    after its first checkpoint prints one line and exits 130; the identical command with --resume
+    finishes the run exactly as an uninterrupted one; without --resume it is refused (exit 2).
+    In this process (one compilation for the three runs): Python runs the SIGINT handler, which
+    raises KeyboardInterrupt, in the main thread, as in a terminal."""
+    import os
+    import signal
+    import threading
+    import time
+
+    args = ["--env", "pendulum-p", "--preset", "cpu", "--steps", "600", "--warmup", "200",
+            "--eval-every", "200", "--checkpoint-every", "200", "--batch-size", "64",
+            "--encoder", "gru", "--no-progress"]  # fmt: skip
+    part, full = tmp_path / "part", tmp_path / "full"
+
+    def ctrl_c_after_the_first_checkpoint():
+        while not (part / "checkpoint.msgpack").exists():
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c_after_the_first_checkpoint, daemon=True).start()
+    capsys.readouterr()
+    assert resel_main([*args, "--out", str(part)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("interrupted at step "), err
+    assert "the last checkpoint is at step 400" in err[0]
+    assert err[0].endswith(
+        " ".join(["python", "-m", "resel", *args, "--out", str(part), "--resume"])
+    )
+    assert resel_main([*args, "--out", str(part)]) == 2  # the folder holds a run
+    assert resel_main([*args, "--out", str(part), "--resume"]) == 0
+    assert resel_main([*args, "--out", str(full)]) == 0
+
+    def rows(folder):
+        lines = (folder / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(x).items() if k != "sec_per_update"} for x in lines]
+
+    assert [r["step"] for r in rows(full)] == [400, 600]
+    assert rows(part) == rows(full)
