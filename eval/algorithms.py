@@ -23,7 +23,14 @@ RENAMED = ("step", "seed", "eval_return", "eval_success")
 
 
 class Algorithm(Protocol):
+    """`score_key` / `score_last`: a run's final score is the mean of its last `score_last`
+    evaluations of the row field `score_key`, as the algorithm's authors score a run;
+    `evaluates_untrained`: whether its first evaluation is of the untrained agent."""
+
     name: str
+    score_key: str
+    score_last: int
+    evaluates_untrained: bool
 
     def check_task(self, task: str) -> None: ...
 
@@ -82,6 +89,8 @@ class PPOAlgorithm(SpecOptimizer):
     {"policy": ..., "value": ...}, so per-module specs may name "policy" and "value"."""
 
     name = "ppo"
+    # the Optim4RL authors' Brax score (analysis_brax.py): the mean of the last 2 evaluations
+    score_key, score_last, evaluates_untrained = "return", 2, True
 
     def check_task(self, task: str) -> None:
         from brax import envs
@@ -119,6 +128,9 @@ class A2CAlgorithm(SpecOptimizer):
     method alike. A row's "return" is the authors' logged return of its window of updates."""
 
     name = "a2c"
+    # the authors' gridworld and Catch score (analysis_grid.py): the mean of the last 20 logged
+    # update returns, which the agent reports as "score" (meta_train.a2c.SCORE_POINTS)
+    score_key, score_last, evaluates_untrained = "score", 1, False
 
     def check_task(self, task: str) -> None:
         from meta_train import envs
@@ -176,6 +188,9 @@ class RESeLAlgorithm:
     """
 
     name = "resel"
+    # the mean of the last 3 evaluations (RESeL's authors average their last evaluations; their
+    # analysis scripts are not released)
+    score_key, score_last, evaluates_untrained = "return", 3, False
 
     def _modules(self):
         from resel import config, envs, train

@@ -35,8 +35,11 @@ def run_dir(out: Path, task: str, variant: str, seed: int) -> Path:
     return out / "runs" / safe_name(task) / safe_name(variant) / f"seed{seed}"
 
 
-def run_config(study: Study, task: str, variant, seed: int) -> dict[str, Any]:
-    """What config.json records: everything that determines the run's results."""
+TUNING, EVALUATION = "tuning", "evaluation"  # the two stages of a study
+
+
+def run_config(study: Study, task: str, variant, seed: int, stage: str) -> dict[str, Any]:
+    """What config.json records: everything that determines the run's results, and its stage."""
     return {
         "study": study.name,
         "algorithm": study.algorithm,
@@ -50,7 +53,9 @@ def run_config(study: Study, task: str, variant, seed: int) -> dict[str, Any]:
         "family": variant.family,
         "optimizer": variant.spec,
         "sweep": variant.values,
+        "family_config": variant.config,
         "seed": seed,
+        "stage": stage,
     }
 
 
@@ -58,14 +63,17 @@ class ConfigMismatch(RuntimeError):
     """A finished run in the output folder was made with a different configuration."""
 
 
-def pending_runs(study: Study, out: Path, task: str, variant) -> tuple[list[tuple], int]:
-    """The cell's unfinished runs as (seed, folder, config), and how many are finished already.
+def pending_runs(
+    study: Study, out: Path, task: str, variant, stage: str = EVALUATION
+) -> tuple[list[tuple], int]:
+    """The cell's unfinished runs as (seed, folder, config) on the stage's seeds (tuning or
+    evaluation), and how many are finished already.
 
     Raises ConfigMismatch for a finished run made with another configuration."""
     todo, skipped = [], 0
-    for seed in study.seeds:
+    for seed in study.tuning_seeds if stage == TUNING else study.seeds:
         folder = run_dir(out, task, variant.name, seed)
-        config = run_config(study, task, variant, seed)
+        config = run_config(study, task, variant, seed, stage)
         if (folder / DONE).exists():
             old = json.loads((folder / "config.json").read_text())
             if old != config:
@@ -105,7 +113,7 @@ def run_cell(study: Study, task: str, variant, todo: list[tuple]) -> list[str]:
         algorithm.run_cell(
             task=task,
             preset=study.preset,
-            overrides=study.config,
+            overrides={**study.config, **variant.config},
             budget=study.budget,
             num_evals=study.num_evals,
             optimizer=algorithm.build_optimizer(variant.spec),

@@ -1,6 +1,7 @@
-"""Plots for study reports (matplotlib, PNG + PDF): learning curves with shaded 95% bootstrap
+"""Plots for study reports (matplotlib, PNG + PDF): learning curves with shaded 95% t
 intervals, a per-task bar chart of normalised scores, both in one overview figure, and sensitivity
-(final return against a swept value, e.g. the learning rate; paper Fig. 11 style)."""
+(final score against a swept value on the tuning seeds, e.g. the learning rate; paper Fig. 11
+style)."""
 
 from __future__ import annotations
 
@@ -40,9 +41,9 @@ def _grid(n: int):
 
 
 def _curve_panel(ax, groups: list, task: str) -> None:
-    """Mean return against env steps per optimizer, shaded 95% bootstrap interval over seeds; an
+    """Mean return against env steps per optimizer, shaded 95% t interval over seeds; an
     x marks where a diverged (or stopped) seed's last finite evaluation starts being held."""
-    from eval.stats import mean_ci
+    from optim4rl.runtime.stats import mean_ci
 
     for g in (g for g in groups if g.task == task):
         mean, low, high = mean_ci(g.curves)
@@ -86,8 +87,8 @@ def learning_curves_figure(groups: list, *, title: str = "") -> Any:
 
 
 def score_bars(ax, bars: list[dict[str, Any]]) -> None:
-    """Grouped bars: per task, each optimizer's mean normalised score with its 95% interval;
-    tasks left out of the aggregate are labelled so, diverged seeds counted in the bar's label."""
+    """Grouped bars: per normalised task, each family's mean normalised score on the evaluation
+    seeds with its 95% t interval (0 = the floor, 1 = the tuned reference)."""
     tasks = list(dict.fromkeys(b["task"] for b in bars))
     names = list(dict.fromkeys(b["optimizer"] for b in bars))
     width = 0.8 / max(len(names), 1)
@@ -99,33 +100,13 @@ def score_bars(ax, bars: list[dict[str, Any]]) -> None:
                 continue
             x = i + (j - (len(names) - 1) / 2) * width
             err = [[b["mean"] - b["ci_low"]], [b["ci_high"] - b["mean"]]]
-            ax.bar(
-                x,
-                b["mean"],
-                width,
-                yerr=err,
-                capsize=2,
-                color=colors[j % len(colors)],
-                label=name if i == 0 else None,
-                hatch="//" if b["diverged"] else None,
-            )
-            if b["diverged"]:
-                ax.annotate(
-                    f"{b['diverged']}/{b['seeds']}",
-                    (x, b["ci_high"]),
-                    fontsize=6,
-                    ha="center",
-                    va="bottom",
-                )
-    labels = [
-        t if any(b["used"] for b in bars if b["task"] == t) else f"{t}\n(gap = noise)"
-        for t in tasks
-    ]
-    ax.set_xticks(range(len(tasks)), labels, rotation=20, ha="right", fontsize=8)
+            ax.bar(x, b["mean"], width, yerr=err, capsize=2, color=colors[j % len(colors)],
+                   label=name if i == 0 else None)  # fmt: skip
+    ax.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right", fontsize=8)
     ax.axhline(0, color="gray", linewidth=0.8)
     ax.axhline(1, color="gray", linewidth=0.8, linestyle="--")
-    ax.set_ylabel("normalised final return")
-    ax.set_title("0 = untrained, 1 = best mean final; hatched: k/n diverged", fontsize=8)
+    ax.set_ylabel("normalised final score")
+    ax.set_title("0 = floor, 1 = tuned reference; 95% t intervals, evaluation seeds", fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7)
 
@@ -134,21 +115,16 @@ def overview(
     groups: list, bars: list[dict[str, Any]], stem: Path, *, title: str = ""
 ) -> list[Path]:
     """The study at a glance: learning curves of every task (95% intervals) and, below, the
-    per-task bar chart of normalised final returns (`score_bars`)."""
+    per-task bar chart of normalised final scores (`score_bars`), where any task is normalised."""
     plt = pyplot()
     tasks = list(dict.fromkeys(g.task for g in groups))
     cols = min(len(tasks), 3)
     rows = math.ceil(len(tasks) / cols)
     fig = plt.figure(figsize=(4.2 * cols, 3.2 * rows + 3.6))
     grid = fig.add_gridspec(rows + 1, cols, height_ratios=[1] * rows + [1.1])
-    shown = [
-        g
-        for g in groups
-        if not bars or (g.task, g.variant) in {(b["task"], b["variant"]) for b in bars}
-    ]
     for k, task in enumerate(tasks):
         ax = fig.add_subplot(grid[k // cols, k % cols])
-        _curve_panel(ax, shown, task)
+        _curve_panel(ax, groups, task)
         if k == 0:
             ax.legend(fontsize=6)
     if bars:
@@ -166,7 +142,7 @@ def sensitivity(groups: list, stem: Path, *, last: int = 1, title: str = "") -> 
 
 def sensitivity_figure(groups: list, *, last: int = 1, title: str = "") -> Any:
     """The figure of `sensitivity`, or None when nothing was swept."""
-    from eval.stats import final_return
+    from optim4rl.runtime.stats import final_return
 
     swept = [
         g
@@ -185,7 +161,7 @@ def sensitivity_figure(groups: list, *, last: int = 1, title: str = "") -> Any:
                 key=lambda g: next(iter(g.sweep.values())),
             )
             x = np.array([next(iter(g.sweep.values())) for g in cell], float)
-            finals = [final_return(g.curves, min(last, g.curves.shape[1])) for g in cell]
+            finals = [final_return(g.score_curves, min(last, g.curves.shape[1])) for g in cell]
             y = np.array([f.mean() for f in finals])
             se = np.array([f.std(ddof=1) / np.sqrt(f.size) if f.size > 1 else 0.0 for f in finals])
             key = next(iter(cell[0].sweep))
@@ -193,12 +169,12 @@ def sensitivity_figure(groups: list, *, last: int = 1, title: str = "") -> Any:
             if np.all(x > 0) and x.max() / x.min() >= 10:
                 ax.set_xscale("log")
         for g in (g for g in groups if g.task == task and not g.sweep):
-            y = final_return(g.curves, min(last, g.curves.shape[1])).mean()
+            y = final_return(g.score_curves, min(last, g.curves.shape[1])).mean()
             ax.axhline(y, linestyle="--", linewidth=1, color="gray")
             ax.annotate(g.variant, (0.01, y), xycoords=("axes fraction", "data"), fontsize=7)
         ax.set_title(task)
         ax.set_xlabel(", ".join(sorted({k for g in swept for k in g.sweep})))
-        ax.set_ylabel(f"final return (last {last})")
+        ax.set_ylabel("final score")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(title)

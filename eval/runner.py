@@ -16,6 +16,8 @@ from pathlib import Path
 
 from eval.cells import (  # noqa: F401 - also this module's API, as before
     DONE,
+    EVALUATION,
+    TUNING,
     ConfigMismatch,
     atomic_write_json,
     pending_runs,
@@ -48,48 +50,94 @@ def run_study(
     cell_gpus: float = 0,
     log=print,
 ) -> dict[str, int]:
-    """Run every unfinished run of `study` into `out`; returns counts {ran, skipped, diverged}.
+    """Run every unfinished run of `study` into `out`, in two stages; returns counts
+    {ran, skipped, diverged}.
 
-    Cells are independent: `workers` > 1 runs them in that many local processes
-    (`eval.workers`), `backend="ray"` as Ray tasks on the cluster at `address` (default: a
-    local Ray instance, or RAY_ADDRESS), each reserving `cell_gpus` GPUs. Every backend writes the
-    same files.
+    Stage 1: every candidate of each swept family on the tuning seeds. Selection: per task and
+    family, the candidate with the best mean final score there (`eval.report.scores.chosen`,
+    recorded in study.json). Stage 2: the chosen candidates and the unswept families on the
+    evaluation seeds. Cells are independent: `workers` > 1 runs them in that many local
+    processes (`eval.workers`), `backend="ray"` as Ray tasks on the cluster at `address`
+    (default: a local Ray instance, or RAY_ADDRESS), each reserving `cell_gpus` GPUs. Every
+    backend writes the same files.
     """
     import jax
-    from tqdm.auto import tqdm
 
     from optim4rl.runtime import distributed
 
     out = Path(out).resolve()  # workers on other hosts write where the study says
-    counts = {"ran": 0, "skipped": 0, "diverged": 0}
-    cells = []
-    for task in study.tasks:
-        for variant in study.variants:
-            todo, skipped = pending_runs(study, out, task, variant)
-            counts["skipped"] += skipped
-            if todo:
-                cells.append((task, variant, todo))
     several = jax.process_count() > 1  # one program over several processes: cells one by one
     if several and backend != "local":
         raise ValueError("a multi-process run runs its cells itself; --backend ray needs one")
+    counts = {"ran": 0, "skipped": 0, "diverged": 0}
+    families = study.families()
+    tuning = [(t, v) for t in study.tasks for f in study.swept() for v in families[f]]
+    planned = [(t, v.name, s) for t, v in tuning for s in study.tuning_seeds]
     distributed.barrier("eval.run_study")  # every process has read the folder before writes
+    _write_plan(study, out, planned, {})
+    run = dict(workers=workers, backend=backend, address=address, cell_gpus=cell_gpus, log=log)
+    if tuning:
+        _run_stage(study, out, tuning, TUNING, counts, several=several, **run)
+        distributed.barrier("eval.run_study.tuning")
+    picked = _select(study, out) if tuning else {}
+    evaluation = [
+        (t, next(v for v in vs if v.name == picked.get((t, f), v.name)))
+        for t in study.tasks
+        for f, vs in families.items()
+    ]
+    planned += [(t, v.name, s) for t, v in evaluation for s in study.seeds]
+    _write_plan(study, out, planned, picked)
+    _run_stage(study, out, evaluation, EVALUATION, counts, several=several, **run)
+    return counts
+
+
+def _write_plan(study: Study, out: Path, planned: list, picked: dict) -> None:
+    """study.json: the resolved study, the runs it plans (both stages) and the selection."""
+    from optim4rl.runtime import distributed
+
     if distributed.is_main():
-        atomic_write_json(out / "study.json", study.to_json())
-    bar = tqdm(total=len(cells), desc=study.name, unit="cell", disable=not distributed.is_main())
-    if backend == "local" and (several or min(workers, len(cells)) <= 1):
-        results = ((i, run_cell(study, *cell)) for i, cell in enumerate(cells))
+        selection = [{"task": t, "family": f, "chosen": v} for (t, f), v in picked.items()]
+        data = study.to_json() | {"planned": planned, "selection": selection}
+        atomic_write_json(out / "study.json", data)
+
+
+def _select(study: Study, out: Path) -> dict[tuple[str, str], str]:
+    """(task, family) -> the candidate chosen on the tuning seeds, from the runs on disk."""
+    from eval.report import chosen, group_runs, load_runs
+
+    runs, _ = load_runs(out)
+    groups, _ = group_runs([r for r in runs if r.stage == TUNING], study.score_key)
+    return chosen(groups, study.last)
+
+
+def _run_stage(study, out, cells, stage, counts, *, several, workers, backend, address,
+               cell_gpus, log) -> None:  # fmt: skip
+    """Run the unfinished runs of `cells` [(task, variant)] on the stage's seeds."""
+    from tqdm.auto import tqdm
+
+    from optim4rl.runtime import distributed
+
+    todo = []
+    for task, variant in cells:
+        pending, skipped = pending_runs(study, out, task, variant, stage)
+        counts["skipped"] += skipped
+        if pending:
+            todo.append((task, variant, pending))
+    bar = tqdm(total=len(todo), desc=f"{study.name}: {stage}", unit="cell",
+               disable=not distributed.is_main())  # fmt: skip
+    if backend == "local" and (several or min(workers, len(todo)) <= 1):
+        results = ((i, run_cell(study, *cell)) for i, cell in enumerate(todo))
     else:
         results = map_cells(
-            study, cells, workers=workers, backend=backend, address=address, cell_gpus=cell_gpus
+            study, todo, workers=workers, backend=backend, address=address, cell_gpus=cell_gpus
         )
     for i, warnings in results:  # in the order the cells finish
         for warning in warnings:
             log(warning)
-        counts["ran"] += len(cells[i][2])
+        counts["ran"] += len(todo[i][2])
         counts["diverged"] += len(warnings)
         bar.update()
     bar.close()
-    return counts
 
 
 def parser() -> ArgumentParser:
@@ -138,9 +186,17 @@ def main(argv: list[str]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out = Path(args.out or f"runs/{study.name}-{study.scale}")
+    tuning = sum(len(study.families()[f]) for f in study.swept())
     print(
-        f"study {study.name} ({study.scale}): {len(study.tasks)} task(s) x {len(study.variants)} "
-        f"optimizer(s) x {len(study.seeds)} seed(s) -> {out}"
+        f"study {study.name} ({study.scale}) -> {out}\n"
+        + (
+            f"  tuning: {len(study.tasks)} task(s) x {tuning} candidate(s) of "
+            f"{', '.join(study.swept())} x {len(study.tuning_seeds)} tuning seed(s)\n"
+            if tuning
+            else ""
+        )
+        + f"  evaluation: {len(study.tasks)} task(s) x {len(study.families())} famil"
+        f"{'y' if len(study.families()) == 1 else 'ies'} x {len(study.seeds)} evaluation seed(s)"
     )
     try:
         counts = run_study(

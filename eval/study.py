@@ -6,11 +6,20 @@ name = "brax_generalization"
 algorithm = "ppo"                       # a key of eval.algorithms.ALGORITHMS
 tasks = ["ant", "walker2d"]
 num_evals = 11                          # optional: evaluations per run
-last = 3                                # optional: evaluations averaged into the final score
+last = 2                                # optional: evaluations averaged into the final score
+                                        # (default: the algorithm's authors', see ALGORITHMS)
+floor = "random"                        # optional: the family whose runs score 0 (a random
+                                        # policy, e.g. lr 0), or "untrained" (every evaluation
+                                        # seed's first evaluation, before training: ppo, resel)
+reference = "adam"                      # optional: the family whose tuned runs score 1
 
-[scale.cpu]                             # and [scale.paper]; `--scale` picks one (default cpu)
+[scale.cpu]                             # and [scale.paper]; `--preset` picks one (default cpu)
 preset = "cpu"
-seeds = 3                               # an int n (seeds 0..n-1) or a list of ints
+seeds = [100, 101, 102]                 # evaluation seeds, the only ones reported: a list of
+                                        # ints, or an int n (seeds 0..n-1)
+tuning_seeds = 3                        # where swept families choose their variant: a list, or
+                                        # an int n (seeds 1000..1000+n-1); required when a family
+                                        # is swept, disjoint from `seeds`
 budget = 500_000                        # environment steps per run
 tasks = ["inverted_double_pendulum"]    # optional: replaces study.tasks at this scale
 config = { num_envs = 64 }              # optional: overrides of the algorithm's config
@@ -22,8 +31,13 @@ spec = "adam(learning_rate={lr})"       # {placeholders} filled from the sweep: 
 sweep = { lr = [1e-4, 3e-4, 1e-3] }
 [optimizers.per_module]
 spec = { context_encoder = "adamw(learning_rate=1e-5)", default = "optim4rl(learning_rate=3e-4)" }
+config = { reward_scale = 10.0 }        # optional: this family's overrides of the scale's config
 ```
 Errors name the file, the line and the key (`StudyError`).
+
+Two stages: every variant of a swept family runs on the tuning seeds; the one with the best mean
+final score (`optim4rl.runtime.stats.select`) is run again on the evaluation seeds, beside every
+unswept family. Only the evaluation seeds are reported as results.
 """
 
 from __future__ import annotations
@@ -39,9 +53,13 @@ from pathlib import Path
 from typing import Any
 
 SCALES = ("cpu", "paper")
-STUDY_KEYS = ("name", "description", "algorithm", "tasks", "num_evals", "last")
-SCALE_KEYS = ("preset", "seeds", "budget", "tasks", "config")
-OPTIMIZER_KEYS = ("spec", "sweep")
+STUDY_KEYS = (
+    "name", "description", "algorithm", "tasks", "num_evals", "last", "floor", "reference"
+)  # fmt: skip
+SCALE_KEYS = ("preset", "seeds", "tuning_seeds", "budget", "tasks", "config")
+OPTIMIZER_KEYS = ("spec", "sweep", "config")
+UNTRAINED = "untrained"  # floor = "untrained": the evaluation seeds' first evaluations
+TUNING_SEED_BASE = 1000  # tuning_seeds = n means seeds 1000 .. 1000 + n - 1
 TOP_KEYS = ("study", "scale", "optimizers")
 
 
@@ -52,12 +70,14 @@ class StudyError(ValueError):
 @dataclass(frozen=True)
 class Variant:
     """One optimizer assignment: `name` labels results, `family` groups a sweep, `spec` is built
-    with optim4rl.from_spec, `values` holds the swept placeholders ({} outside sweeps)."""
+    with optim4rl.from_spec, `values` holds the swept placeholders ({} outside sweeps), `config`
+    the family's overrides of the algorithm's config."""
 
     name: str
     family: str
     spec: Any
     values: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -75,11 +95,26 @@ class Study:
     last: int = 1
     description: str = ""
     source: str = ""
+    tuning_seeds: tuple[int, ...] = ()
+    floor: str | None = None
+    reference: str | None = None
+    score_key: str = "return"  # the row field whose last `last` evaluations make the score
 
     def to_json(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "variants"}
         out["variants"] = [v.__dict__ for v in self.variants]
         return out
+
+    def families(self) -> dict[str, list[Variant]]:
+        """Family name -> its variants (candidates), in file order."""
+        out: dict[str, list[Variant]] = {}
+        for v in self.variants:
+            out.setdefault(v.family, []).append(v)
+        return out
+
+    def swept(self) -> list[str]:
+        """The families with more than one candidate: chosen on the tuning seeds."""
+        return [f for f, vs in self.families().items() if len(vs) > 1]
 
 
 def shipped_studies() -> list[str]:
@@ -223,18 +258,7 @@ def load_study(path_or_name: str | Path, scale: str = "cpu") -> Study:
         except ValueError as err:
             raise check.fail(tasks_key, str(err)) from None
 
-    seeds = scale_table["seeds"]
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise check.fail(f"{prefix}.seeds", f"must be >= 1, got {seeds}")
-        seeds = list(range(seeds))
-    check.typed(seeds, list, f"{prefix}.seeds", "an int or a list of ints")
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise check.fail(
-            f"{prefix}.seeds", f"must be an int or a non-empty list of ints: {seeds!r}"
-        )
-    if len(set(seeds)) != len(seeds):
-        raise check.fail(f"{prefix}.seeds", f"repeats a seed: {seeds!r}")
+    seeds = _seeds(check, scale_table["seeds"], f"{prefix}.seeds", 0)
     budget = check.typed(scale_table["budget"], int, f"{prefix}.budget", "an int (env steps)")
     if budget < 1:
         raise check.fail(f"{prefix}.budget", f"must be >= 1, got {budget}")
@@ -243,7 +267,7 @@ def load_study(path_or_name: str | Path, scale: str = "cpu") -> Study:
     num_evals = study.get("num_evals")
     if num_evals is not None and (check.typed(num_evals, int, "study.num_evals", "an int") < 2):
         raise check.fail("study.num_evals", f"must be >= 2, got {num_evals}")
-    last = check.typed(study.get("last", 1), int, "study.last", "an int")
+    last = check.typed(study.get("last", algorithm.score_last), int, "study.last", "an int")
     if last < 1 or num_evals is not None and last > num_evals:
         raise check.fail("study.last", f"must lie in [1, num_evals], got {last}")
     try:
@@ -255,6 +279,49 @@ def load_study(path_or_name: str | Path, scale: str = "cpu") -> Study:
     variants = tuple(_variants(raw["optimizers"], check, algorithm))
     if not variants:
         raise check.fail("optimizers", "names no optimizer")
+    for v in variants:
+        if v.config:
+            try:
+                algorithm.check_config(preset, {**config, **v.config})
+            except ValueError as err:
+                raise check.fail(f"optimizers.{v.family}.config", str(err)) from None
+    families = {v.family: [w for w in variants if w.family == v.family] for v in variants}
+    swept = [f for f, vs in families.items() if len(vs) > 1]
+    tuning: list[int] = []
+    if "tuning_seeds" in scale_table:
+        key = f"{prefix}.tuning_seeds"
+        tuning = _seeds(check, scale_table["tuning_seeds"], key, TUNING_SEED_BASE)
+        if shared := sorted(set(tuning) & set(seeds)):
+            raise check.fail(key, f"must be disjoint from the evaluation seeds; both hold {shared}")
+    elif swept:
+        raise check.fail(
+            f"{prefix}.tuning_seeds",
+            f"is required: {', '.join(swept)} sweep(s) choose a variant, and a choice is made on "
+            "seeds that are not reported (add e.g. tuning_seeds = 4)",
+        )
+    floor = study.get("floor")
+    if floor is not None:
+        check.typed(floor, str, "study.floor", "a family name or 'untrained'")
+        if floor == UNTRAINED and not algorithm.evaluates_untrained:
+            raise check.fail(
+                "study.floor",
+                f"{algorithm.name}'s first evaluation is already trained (a training window), so "
+                "it is no untrained floor; add a family such as "
+                '[optimizers.random] spec = "sgd(learning_rate=0.0)" and name it',
+            )
+        if floor != UNTRAINED and floor not in families:
+            raise check.fail("study.floor", f"names no family; families: {', '.join(families)}")
+        if floor in swept:
+            raise check.fail("study.floor", f"{floor!r} is swept; a floor has one variant")
+    reference = study.get("reference")
+    if reference is not None:
+        check.typed(reference, str, "study.reference", "a family name")
+        if reference not in families or reference == floor:
+            raise check.fail(
+                "study.reference", f"must name a family other than the floor: {', '.join(families)}"
+            )
+        if floor is None:
+            raise check.fail("study.reference", "needs a floor (study.floor) to normalise against")
     return Study(
         name=name,
         algorithm=algorithm.name,
@@ -269,7 +336,25 @@ def load_study(path_or_name: str | Path, scale: str = "cpu") -> Study:
         last=last,
         description=str(study.get("description", "")),
         source=source,
+        tuning_seeds=tuple(tuning),
+        floor=floor,
+        reference=reference,
+        score_key=algorithm.score_key,
     )
+
+
+def _seeds(check: _Checker, seeds: Any, key: str, base: int) -> list[int]:
+    """A list of distinct ints, or an int n meaning base .. base + n - 1."""
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise check.fail(key, f"must be >= 1, got {seeds}")
+        return list(range(base, base + seeds))
+    check.typed(seeds, list, key, "an int or a list of ints")
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise check.fail(key, f"must be an int or a non-empty list of ints: {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise check.fail(key, f"repeats a seed: {seeds!r}")
+    return list(seeds)
 
 
 def _fill(spec: Any, values: dict[str, Any]) -> Any:
@@ -305,6 +390,7 @@ def _variants(optimizers: dict[str, Any], check: _Checker, algorithm):
         if not _spec_shape_ok(spec):
             raise check.fail(f"{key}.spec", "must be a spec string or a table of spec strings")
         sweep = check.typed(table.get("sweep", {}), dict, f"{key}.sweep", "a table of lists")
+        overrides = check.typed(table.get("config", {}), dict, f"{key}.config", "a table")
         for name, values in sweep.items():
             if not isinstance(values, list) or not values:
                 raise check.fail(f"{key}.sweep", f"{name!r} must be a non-empty list")
@@ -325,4 +411,5 @@ def _variants(optimizers: dict[str, Any], check: _Checker, algorithm):
             except Exception as err:  # noqa: BLE001 - SpecError and optax's own TypeErrors alike
                 raise check.fail(f"{key}.spec", f"{type(err).__name__}: {err}") from None
             label = ",".join(f"{k}={v}" for k, v in values.items())
-            yield Variant(f"{family}[{label}]" if values else family, family, filled, values)
+            name = f"{family}[{label}]" if values else family
+            yield Variant(name, family, filled, values, dict(overrides))

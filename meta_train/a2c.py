@@ -292,13 +292,21 @@ def _update_fn(agent: Agent, optimizer: optax.GradientTransformation):
     return update
 
 
+# The authors' final score of a run (analysis_grid.py of their release): the mean of the last 20
+# logged returns, one logged return per update in which an episode finished.
+SCORE_POINTS = 20
+
+
 class RunState(NamedTuple):
     """A2C's state under the agent contract: the training state, the key of the update stream
-    (`make_train`'s k_run) and the updates done."""
+    (`make_train`'s k_run), the updates done, and the last SCORE_POINTS logged returns (a ring
+    buffer `logged` written at `logged_count % SCORE_POINTS`)."""
 
     train: TrainState
     key: jax.Array
     updates: jax.Array
+    logged: jax.Array
+    logged_count: jax.Array
 
 
 def make_agent(
@@ -311,7 +319,10 @@ def make_agent(
     windows differ by at most one update: a scan over the longest, the extra step masked). Its
     metrics are the authors' logged return of the window ("return": the mean return of the
     episodes that finished in it, else the mean over envs of the last finished episode's, as
-    `window_returns`), "last_episode_return", "episodes" and "finite" (every update so far).
+    `window_returns`), "score" (the authors' final score were training to stop here: the mean of
+    the last SCORE_POINTS logged returns, one per update in which an episode finished, the
+    episodes' mean; "return" while none was logged), "last_episode_return", "episodes" and
+    "finite" (every update so far).
     """
     agent = Agent(config)
     optimizer = _clipped(config, optimizer)
@@ -326,7 +337,8 @@ def make_agent(
         k_init, k_env, k_run = jax.random.split(key, 3)
         params = agent.init_params(k_init)
         state = TrainState(params, optimizer.init(params), agent.init_env(k_env))
-        return RunState(state, k_run, jnp.zeros((), jnp.int32))
+        zero = jnp.zeros((), jnp.int32)
+        return RunState(state, k_run, zero, jnp.zeros(SCORE_POINTS, jnp.float32), zero)
 
     def train_chunk(s: RunState, key: jax.Array):
         del key  # the update keys are make_train's: split(k_run, num_updates)[u]
@@ -334,27 +346,36 @@ def make_agent(
         keys = jax.random.split(s.key, config.num_updates)
 
         def body(carry, i):
-            ts, total, count, finite = carry
+            ts, total, count, finite, logged, n_logged = carry
             u = s.updates + i
             new, m = update(ts, keys[jnp.minimum(u, config.num_updates - 1)])
             on = u < end
             ts = jax.tree.map(lambda a, b: jnp.where(on, a, b), new, ts)
             ok = m["finite"] & jnp.isfinite(m["episode_return_sum"])
+            log = on & (m["episodes"] > 0)
+            point = m["episode_return_sum"] / jnp.maximum(m["episodes"], 1.0)
+            slot = n_logged % SCORE_POINTS
+            logged = logged.at[slot].set(jnp.where(log, point, logged[slot]))
             return (ts, total + on * m["episode_return_sum"], count + on * m["episodes"],
-                    finite & (ok | ~on)), None  # fmt: skip
+                    finite & (ok | ~on), logged, n_logged + log), None  # fmt: skip
 
         zero = jnp.zeros((), jnp.float32)
-        (ts, total, count, finite), _ = jax.lax.scan(
-            body, (s.train, zero, zero, jnp.array(True)), jnp.arange(longest)
+        carry = (s.train, zero, zero, jnp.array(True), s.logged, s.logged_count)
+        (ts, total, count, finite, logged, n_logged), _ = jax.lax.scan(
+            body, carry, jnp.arange(longest)
         )
         last = ts.env.last.mean()
+        window = jnp.where(count > 0, total / jnp.maximum(count, 1.0), last)
+        filled = jnp.arange(SCORE_POINTS) < n_logged
+        score = jnp.sum(jnp.where(filled, logged, 0.0)) / jnp.maximum(filled.sum(), 1)
         metrics = {
-            "return": jnp.where(count > 0, total / jnp.maximum(count, 1.0), last),
+            "return": window,
+            "score": jnp.where(n_logged > 0, score, window),
             "last_episode_return": last,
             "episodes": count,
             "finite": finite,
         }
-        return RunState(ts, s.key, end), metrics
+        return RunState(ts, s.key, end, logged, n_logged), metrics
 
     return RunAgent(
         name="a2c",

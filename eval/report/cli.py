@@ -8,40 +8,49 @@ from pathlib import Path
 
 from eval.report import scores, tables
 from eval.report.load import group_runs, load_runs
+from optim4rl.runtime import stats
 from optim4rl.runtime.cli import ArgumentParser
 
 
 def write_report(out: str | Path) -> str:
-    """Aggregate the runs under `out`, write tables and plots, return the Markdown."""
+    """Score the runs under `out`, write tables and plots, return the Markdown."""
     from eval import plots
 
     out = Path(out)
     runs, notes = load_runs(out)
     study = json.loads((out / "study.json").read_text()) if (out / "study.json").exists() else {}
     last = int(study.get("last", 1))
-    groups, more = group_runs(runs)
+    groups, more = group_runs(runs, study.get("score_key", "return"))
     notes += more
     summary = scores.summarize(groups, last)
-    refs = scores.normalisation_refs(groups, last)
-    agg, agg_note = scores.aggregate(groups, last, refs)
-    best = scores.tuned(groups, last)
-    bars = scores.task_scores(groups, last, refs, best)
+    chosen_rows = scores.selection(groups, last)
+    floor, reference = study.get("floor"), study.get("reference")
+    comparison = stats.compare(scores.evaluation_scores(groups, last, floor), floor, reference)
+    candidates = {(r["task"], r["family"]): r["candidates"] for r in chosen_rows}
+    for (_, family), k in list(candidates.items()):
+        candidates[stats.ALL_TASKS, family] = k
+    claims = scores.claim_rows(comparison, candidates)
+    agg = scores.aggregate(comparison)
+    bars = scores.task_scores(comparison)
     folder = out / "report"
     folder.mkdir(exist_ok=True)
     tables.write_csv(folder / "runs.csv", tables.run_rows(groups, last))
     tables.write_csv(folder / "summary.csv", summary)
+    tables.write_csv(folder / "tuning.csv", chosen_rows)
+    tables.write_csv(folder / "claims.csv", claims)
     tables.write_csv(folder / "aggregate.csv", agg)
-    tables.write_csv(folder / "tuned.csv", best)
     tables.write_csv(folder / "task_scores.csv", bars)
-    if agg_note:
-        tables.write_csv(folder / "normalisation.csv", refs)
     title = f"{study.get('name', out.name)} ({study.get('scale', '?')} scale)"
-    figures = plots.overview(groups, bars, folder / "overview", title=title)
-    figures += plots.learning_curves(groups, folder / "curves", title=title)
-    figures += plots.sensitivity(groups, folder / "sensitivity", last=last, title=title)
+    evaluation = [g for g in groups if g.stage != scores.TUNING]
+    figures = plots.overview(evaluation, bars, folder / "overview", title=title)
+    figures += plots.learning_curves(evaluation, folder / "curves", title=title)
+    figures += plots.sensitivity(
+        [g for g in groups if g.stage == scores.TUNING], folder / "sensitivity", last=last,
+        title=f"{title}, tuning seeds",
+    )  # fmt: skip
     held = tables.held_runs(groups)
     text = "\n".join(
-        [f"## {title}", "", tables.markdown(summary, agg, agg_note, last, refs, best)]
+        [f"## {title}", "", tables.markdown(study, summary, chosen_rows, comparison, claims, agg)]
         + (
             ["### Diverged and stopped runs (held, in every number above)", "", *held, ""]
             if held

@@ -1,4 +1,5 @@
-"""Loading a study's output folder (see eval.runner) into runs, and runs into groups of seeds.
+"""Loading a study's output folder (see eval.runner) into runs, and runs into groups of seeds
+(one group per task, variant and stage: the tuning seeds and the evaluation seeds apart).
 
 A run is valid up to its first evaluation whose return is non-finite or whose row says the
 parameters or losses were no longer finite ("finite": 0). A diverged run keeps every seed in the
@@ -18,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from optim4rl.runtime.stats import hold
+
 FINISHED, DIVERGED, STOPPED = "finished", "diverged", "stopped"
 
 
@@ -33,6 +36,7 @@ class Run:
     status: str  # FINISHED, DIVERGED or STOPPED
     rows: list[dict[str, Any]]
     folder: str  # relative to the study folder
+    stage: str = "evaluation"  # or "tuning" (eval.cells.TUNING)
 
     @property
     def valid(self) -> int:
@@ -61,10 +65,15 @@ class Group:
     # success rate curves [seeds, evals], held like `curves`, where the runs report "success"
     # (RESeL on Key-to-Door); None where they do not
     success: np.ndarray | None = None
+    stage: str = "evaluation"
+    # curves of the algorithm's score field (A2C: "score"), held like `curves`; None = `curves`
+    score_curves: np.ndarray | None = None
 
     def __post_init__(self):
         self.status = self.status or [FINISHED] * len(self.seeds)
         self.held_from = self.held_from or [len(self.steps)] * len(self.seeds)
+        if self.score_curves is None:
+            self.score_curves = self.curves
 
     @property
     def diverged(self) -> list[int]:
@@ -76,10 +85,12 @@ class Group:
 
 
 def _study_runs(out: Path) -> set[tuple[str, str, int]] | None:
-    """(task, variant, seed) of every run the study as last run defines (its study.json), or None
-    where study.json does not list them."""
+    """(task, variant, seed) of every run the study as last run defines (its study.json: the
+    runs it planned, tuning and evaluation stages), or None where study.json does not list them."""
     path = out / "study.json"
     study = json.loads(path.read_text()) if path.exists() else {}
+    if "planned" in study:
+        return {(t, v, s) for t, v, s in study["planned"]}
     if not all(k in study for k in ("tasks", "variants", "seeds")):
         return None
     names = [v["name"] for v in study["variants"]]
@@ -128,6 +139,7 @@ def load_runs(out: str | Path) -> tuple[list[Run], list[str]]:
                 status,
                 rows,
                 where,
+                config.get("stage", "evaluation"),
             )
         )
     if not runs:
@@ -148,9 +160,10 @@ def _task_steps(runs: list[Run]) -> np.ndarray:
     return np.array([row["env_steps"] for row in source.rows[:length]], float)
 
 
-def group_runs(runs: list[Run]) -> tuple[list[Group], list[str]]:
-    """Groups by (task, variant), every seed in (diverged ones held, see the module docstring);
-    plus a note for each run that cannot be placed (a task where no run has a valid evaluation)."""
+def group_runs(runs: list[Run], score_key: str = "return") -> tuple[list[Group], list[str]]:
+    """Groups by (task, variant, stage), every seed in (diverged ones held, see the module
+    docstring), with the curves of `score_key` held alike; plus a note for each run that cannot be
+    placed (a task where no run has a valid evaluation)."""
     by_task: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
         by_task[run.task].append(run)
@@ -159,22 +172,24 @@ def group_runs(runs: list[Run]) -> tuple[list[Group], list[str]]:
         steps = _task_steps(task_runs)
         firsts = [r.rows[0]["return"] for r in task_runs if r.valid > 0]
         untrained = float(np.mean(firsts)) if firsts else float("nan")
+        first_scores = [r.rows[0].get(score_key, np.nan) for r in task_runs if r.valid > 0]
+        untrained_score = float(np.mean(first_scores)) if first_scores else float("nan")
         first_success = [r.rows[0].get("success", np.nan) for r in task_runs if r.valid > 0]
         untrained_success = float(np.mean(first_success)) if first_success else float("nan")
-        cells: dict[str, list[Run]] = defaultdict(list)
+        cells: dict[tuple[str, str], list[Run]] = defaultdict(list)
         for run in task_runs:
-            cells[run.variant].append(run)
-        for variant, cell in cells.items():
+            cells[run.variant, run.stage].append(run)
+        for (variant, stage), cell in cells.items():
             cell.sort(key=lambda r: r.seed)
-            kept, curves, status, held, success = [], [], [], [], []
+            kept, curves, status, held, success, scores = [], [], [], [], [], []
             for r in cell:
                 n = min(r.valid, len(steps))
                 if (n == 0 and not firsts) or len(steps) == 0:
                     notes.append(f"excluded: {r.folder} has no finite evaluation to hold")
                     continue
-                values = [row["return"] for row in r.rows[:n]]
-                fill = values[-1] if values else untrained
-                curves.append(values + [fill] * (len(steps) - n))
+                curves.append(hold([row["return"] for row in r.rows[:n]], len(steps), untrained))
+                values = [row.get(score_key, np.nan) for row in r.rows[:n]]
+                scores.append(hold(values, len(steps), untrained_score))
                 rates = [row.get("success", np.nan) for row in r.rows[:n]]
                 success.append(
                     rates + [rates[-1] if rates else untrained_success] * (len(steps) - n)
@@ -198,6 +213,8 @@ def group_runs(runs: list[Run]) -> tuple[list[Group], list[str]]:
                         status,
                         held,
                         np.array(success, float) if np.isfinite(success).all() else None,
+                        stage,
+                        np.array(scores, float),
                     )
                 )
     return groups, notes

@@ -1,6 +1,8 @@
-"""Statistics of a study's groups: per-cell summaries, the tuned table, the normalising
-references of each task and the normalised cross-task aggregate. Every seed of a group enters
-(diverged runs held, see eval.report.load)."""
+"""Statistics of a study's groups, all through `optim4rl.runtime.stats` (the functions that
+`python -m meta_train evaluate` uses too): each run's final score, the selection on the tuning
+seeds, and on the evaluation seeds the per-family summaries, the claims (paired differences at one
+simultaneous level, probability of improvement, winners) and the normalised scores (floor = 0,
+tuned reference = 1). Every seed of a group enters (diverged runs held, see eval.report.load)."""
 
 from __future__ import annotations
 
@@ -8,45 +10,61 @@ from typing import Any
 
 import numpy as np
 
-from eval import stats
 from eval.report.load import Group
+from optim4rl.runtime import stats
 
 BOOTSTRAP_REPS = 2000
+UNTRAINED = "untrained"  # the floor made of the evaluation seeds' first evaluations
+TUNING = "tuning"
 
 
 def finals(g: Group, last: int) -> np.ndarray:
-    """Final return of every seed of `g`: mean of its last `last` evaluations, [seeds]."""
-    return stats.final_return(g.curves, min(last, g.curves.shape[1]))
+    """The final score of every seed of `g`: the mean of the last `last` evaluations of its score
+    curve (the algorithm's authors' score, `eval.algorithms`), [seeds]."""
+    return stats.final_return(g.score_curves, min(last, g.score_curves.shape[1]))
+
+
+def _interval_row(x: np.ndarray, prefix: str) -> dict[str, float]:
+    """mean, s.e., 95% t interval and IQM (with its bootstrap interval where that covers at this
+    n, `stats.bootstrap_iqm_covers`; NaN bounds otherwise) of per-seed values x."""
+    mean, se = stats.mean_se(x)
+    ci = stats.t_interval(x)
+    out = {
+        f"{prefix}_mean": mean,
+        f"{prefix}_se": se,
+        f"{prefix}_ci_low": ci.low,
+        f"{prefix}_ci_high": ci.high,
+        f"{prefix}_iqm": stats.iqm(x),
+        f"{prefix}_iqm_ci_low": float("nan"),
+        f"{prefix}_iqm_ci_high": float("nan"),
+    }
+    if stats.bootstrap_iqm_covers(x.size):
+        _, low, high = stats.stratified_bootstrap_ci(x, "iqm", reps=BOOTSTRAP_REPS)
+        out |= {f"{prefix}_iqm_ci_low": low, f"{prefix}_iqm_ci_high": high}
+    return out
 
 
 def summarize(groups: list[Group], last: int) -> list[dict[str, Any]]:
-    """One row per group: first evaluation, final (mean of the last `last` evals) and AUC
-    statistics; where any group reports a success rate (Key-to-Door), every row gets the final
-    success rate's mean and standard error over seeds (NaN for groups without one)."""
+    """One row per group (both stages): seeds, final score statistics (`_interval_row`), AUC of
+    the return curve; where any group reports a success rate (Key-to-Door), its final mean and s.e.
+    """
     with_success = any(g.success is not None for g in groups)
     rows = []
     for g in groups:
-        first_m, first_se = stats.mean_se(g.curves[:, 0])
         final = finals(g, last)
         auc = stats.area_under_curve(g.steps, g.curves) if g.curves.shape[1] > 1 else final
-        fm, fse = stats.mean_se(final)
         am, ase = stats.mean_se(auc)
-        point, low, high = stats.stratified_bootstrap_ci(final, "iqm", reps=BOOTSTRAP_REPS)
         rows.append(
             {
                 "task": g.task,
+                "stage": g.stage,
+                "family": g.family,
                 "optimizer": g.variant,
                 "seeds": len(g.seeds),
                 "diverged": len(g.diverged),
                 "stopped": len(g.stopped),
                 "env_steps": float(g.steps[-1]),
-                "first_mean": first_m,
-                "first_se": first_se,
-                "final_mean": fm,
-                "final_se": fse,
-                "final_iqm": point,
-                "final_iqm_ci_low": low,
-                "final_iqm_ci_high": high,
+                **_interval_row(final, "final"),
                 "auc_mean": am,
                 "auc_se": ase,
             }
@@ -61,193 +79,122 @@ def summarize(groups: list[Group], last: int) -> list[dict[str, Any]]:
     return rows
 
 
-def tuned(groups: list[Group], last: int) -> list[dict[str, Any]]:
-    """Per task and family, the swept variant with the best mean final return. Empty when no
-    family was swept. Chosen on the seeds it is scored on, so optimistic for every family alike."""
-    if all(
-        len({g.variant for g in groups if g.family == f}) < 2 for f in {g.family for g in groups}
-    ):
-        return []
+def selection(groups: list[Group], last: int) -> list[dict[str, Any]]:
+    """The tuning stage: per task and swept family, every candidate's mean final score ± s.e. on
+    the tuning seeds and which one `stats.select` chose (the best mean)."""
     rows = []
-    for t in dict.fromkeys(g.task for g in groups):
-        for f in dict.fromkeys(g.family for g in groups if g.task == t):
-            cell = [g for g in groups if g.task == t and g.family == f]
-            scores = [finals(g, last) for g in cell]
-            i = int(np.argmax([x.mean() for x in scores]))
-            mean, se = stats.mean_se(scores[i])
+    tuning = [g for g in groups if g.stage == TUNING]
+    for t in dict.fromkeys(g.task for g in tuning):
+        for f in dict.fromkeys(g.family for g in tuning if g.task == t):
+            cell = [g for g in tuning if g.task == t and g.family == f]
+            scores = {g.variant: finals(g, last) for g in cell}
+            chosen = stats.select(scores)
+            for g in cell:
+                mean, se = stats.mean_se(scores[g.variant])
+                rows.append(
+                    {
+                        "task": t,
+                        "family": f,
+                        "candidate": g.variant,
+                        "candidates": len(cell),
+                        "seeds": len(g.seeds),
+                        "diverged": len(g.diverged),
+                        "stopped": len(g.stopped),
+                        "mean": mean,
+                        "se": se,
+                        "chosen": g.variant == chosen,
+                    }
+                )
+    return rows
+
+
+def chosen(groups: list[Group], last: int) -> dict[tuple[str, str], str]:
+    """(task, family) -> the variant chosen on the tuning seeds."""
+    return {
+        (r["task"], r["family"]): r["candidate"] for r in selection(groups, last) if r["chosen"]
+    }
+
+
+def evaluation_scores(
+    groups: list[Group], last: int, floor: str | None = None
+) -> dict[str, dict[str, dict[int, float]]]:
+    """scores[task][family][seed]: the final scores on the evaluation seeds. With floor
+    "untrained", a pseudo-family of that name holds each seed's first evaluation (the untrained
+    agent; the mean over the families' runs of that seed, which share its initialisation)."""
+    out: dict[str, dict[str, dict[int, float]]] = {}
+    evaluation = [g for g in groups if g.stage != TUNING]
+    for g in evaluation:
+        out.setdefault(g.task, {})[g.family] = dict(
+            zip(g.seeds, finals(g, last).tolist(), strict=True)
+        )
+    if floor == UNTRAINED:
+        for task, fams in out.items():
+            firsts: dict[int, list[float]] = {}
+            for g in (g for g in evaluation if g.task == task):
+                for seed, value in zip(g.seeds, g.curves[:, 0], strict=True):
+                    firsts.setdefault(seed, []).append(float(value))
+            fams[UNTRAINED] = {s: float(np.mean(v)) for s, v in firsts.items()}
+    return out
+
+
+def task_scores(comparison: stats.Comparison) -> list[dict[str, Any]]:
+    """Per normalised task and family, the mean normalised score with its 95% t interval over
+    seeds (for the bar chart)."""
+    rows = []
+    for task, fams in comparison.normalised.items():
+        for family, per_seed in fams.items():
+            ci = stats.t_interval(np.array(list(per_seed.values())))
             rows.append(
                 {
-                    "task": t,
-                    "family": f,
-                    "variant": cell[i].variant,
-                    "swept": len(cell),
-                    "seeds": len(cell[i].seeds),
-                    "diverged": len(cell[i].diverged),
-                    "stopped": len(cell[i].stopped),
-                    "final_mean": mean,
-                    "final_se": se,
+                    "task": task,
+                    "optimizer": family,
+                    "seeds": ci.n,
+                    "mean": ci.estimate,
+                    "ci_low": ci.low,
+                    "ci_high": ci.high,
                 }
             )
     return rows
 
 
-NOISE_SE = 2.0  # a normalising gap must exceed this many standard errors to be used
-
-
-def normalisation_refs(groups: list[Group], last: int) -> list[dict[str, Any]]:
-    """Per task, the references of the normalised score and whether the gap between them is
-    clearly larger than noise.
-
-    low = mean over optimizers of their mean return at the first evaluation (untrained agents),
-    se_low^2 = sum_g var_g / n_g / G^2 (var over seeds, ddof 1); high = the best optimizer's mean
-    final return, se_high = its standard error over seeds. The gap high - low has standard error
-    sqrt(se_low^2 + se_high^2) (treated as independent; the best optimizer's own first evaluations
-    are part of low, a positive correlation, so this errs towards excluding). A task is used only
-    if gap > NOISE_SE * se_gap; a gap within noise would give huge or sign-flipped scores. Where an
-    optimizer has a single seed the error is unknown and only gap > 0 is required (said in
-    `reason`, which is empty for a task used normally).
-    """
-    refs = []
-    for t in sorted({g.task for g in groups}):
-        cell = [g for g in groups if g.task == t]
-        first = [g.curves[:, 0] for g in cell]
-        low = float(np.mean([f.mean() for f in first]))
-        var_low = [f.var(ddof=1) / f.size if f.size > 1 else np.nan for f in first]
-        se_low = float(np.sqrt(np.sum(var_low)) / len(first))
-        scores = [finals(g, last) for g in cell]
-        best = int(np.argmax([f.mean() for f in scores]))
-        high, se_high = stats.mean_se(scores[best])
-        gap = high - low
-        se_gap = float(np.hypot(se_low, se_high))
-        if not np.isfinite(se_gap):
-            used = gap > 0
-            reason = "1 seed: noise not assessable" if used else "gap <= 0"
-        else:
-            used = gap > NOISE_SE * se_gap
-            reason = "" if used else f"gap within noise (< {NOISE_SE:g} SE)"
-        refs.append(
-            {
-                "task": t,
-                "low": low,
-                "low_se": se_low,
-                "high": high,
-                "high_se": se_high,
-                "high_optimizer": cell[best].variant,
-                "gap": gap,
-                "gap_se": se_gap,
-                "used": bool(used),
-                "reason": reason,
-            }
-        )
-    return refs
-
-
-def normalised(g: Group, ref: dict[str, Any], last: int) -> np.ndarray:
-    """Normalised final return of every seed of `g`: (final - low) / (high - low), [seeds]."""
-    return stats.normalize(finals(g, last), ref["low"], ref["high"])
-
-
-def aggregate(
-    groups: list[Group], last: int, refs: list[dict[str, Any]] | None = None
-) -> tuple[list[dict[str, Any]], str]:
-    """Scores normalised per task (`normalised`), 0 = mean return at the first evaluation
-    (untrained agents of all optimizers), 1 = best optimizer's mean final return; IQM and mean
-    with stratified bootstrap 95% intervals over every seed of every used task (tasks may hold
-    different numbers of seeds). Tasks whose normalising gap is within noise
-    (`normalisation_refs`) and optimizers that lack a task are left out and named in the note.
-    Empty when the study has a single task."""
-    tasks = sorted({g.task for g in groups})
-    variants = list(dict.fromkeys(g.variant for g in groups))
+def aggregate(comparison: stats.Comparison) -> list[dict[str, Any]]:
+    """Per family, its normalised scores pooled over every normalised task (each seed of each
+    task once): mean with the 95% t interval, IQM (bootstrap interval where it covers at that n).
+    Empty with fewer than two normalised tasks, or for a family missing from one of them."""
+    tasks = list(comparison.normalised)
     if len(tasks) < 2:
-        return [], ""
-    refs = refs if refs is not None else normalisation_refs(groups, last)
-    by_task = {r["task"]: r for r in refs}
-    usable = [t for t in tasks if by_task[t]["used"]]
-    skipped = [t for t in tasks if t not in usable]
-    rows, missing = [], []
-    for v in variants:
-        cells = {g.task: g for g in groups if g.variant == v}
-        if not set(usable) <= set(cells):
-            missing.append(f"{v} (no runs on {', '.join(sorted(set(usable) - set(cells)))})")
-            continue
-        if not usable:
-            continue
-        scores = [normalised(cells[t], by_task[t], last) for t in usable]
-        iqm, iqm_lo, iqm_hi = stats.stratified_bootstrap_ci(scores, "iqm", reps=BOOTSTRAP_REPS)
-        mean, mean_lo, mean_hi = stats.stratified_bootstrap_ci(scores, "mean", reps=BOOTSTRAP_REPS)
-        counts = [len(cells[t].seeds) for t in usable]
-        rows.append(
-            {
-                "optimizer": v,
-                "tasks": len(usable),
-                "seeds": sum(counts),
-                "seeds_per_task_min": min(counts),
-                "seeds_per_task_max": max(counts),
-                "diverged": sum(len(cells[t].diverged) for t in usable),
-                "stopped": sum(len(cells[t].stopped) for t in usable),
-                "iqm": iqm,
-                "iqm_ci_low": iqm_lo,
-                "iqm_ci_high": iqm_hi,
-                "mean": mean,
-                "mean_ci_low": mean_lo,
-                "mean_ci_high": mean_hi,
-            }
-        )
-    note = (
-        "Normalised score per task: 0 = mean return of all optimizers at the first evaluation "
-        "(untrained), 1 = best optimizer's mean final return on that task. A task is used only "
-        f"when that gap exceeds {NOISE_SE:g} standard errors (table below). Every seed of every "
-        "used task enters, diverged ones held (seeds column: all seeds, of which diverged)."
-    )
-    if skipped:
-        why = "; ".join(
-            f"{t}: gap {by_task[t]['gap']:.3g} ± {by_task[t]['gap_se']:.2g}" for t in skipped
-        )
-        note += (
-            f" Left out: {', '.join(skipped)} (normalising gap not clearly above noise, so the "
-            f"scores would be huge or sign-flipped; {why})."
-        )
-    ragged = [r["optimizer"] for r in rows if r["seeds_per_task_min"] != r["seeds_per_task_max"]]
-    if ragged:
-        note += (
-            f" Tasks hold different numbers of seeds for {', '.join(ragged)} (unfinished runs, "
-            "listed below): the bootstrap resamples each task's own seeds, and a task weighs in "
-            "proportion to its seeds."
-        )
-    if missing:
-        note += f" Optimizers left out of the aggregate: {'; '.join(missing)}."
-    if not usable:
-        note += " No task is left, so there is no aggregate."
-    return rows, note
-
-
-def task_scores(
-    groups: list[Group], last: int, refs: list[dict[str, Any]], best: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Per task and optimizer, the mean normalised final return with a 95% bootstrap interval
-    over seeds (for the bar chart). Where families were swept, each family at its tuned variant
-    (`tuned`); tasks with high == low have no normalised score and are left out."""
-    by_task = {r["task"]: r for r in refs}
-    picked = {(r["task"], r["variant"]) for r in best}
+        return []
+    names = [f for f in comparison.normalised[tasks[0]] if all(f in comparison.normalised[t]
+                                                               for t in tasks)]  # fmt: skip
     rows = []
-    for g in groups:
-        ref = by_task[g.task]
-        if (best and (g.task, g.variant) not in picked) or ref["high"] == ref["low"]:
-            continue
-        mean, low, high = stats.stratified_bootstrap_ci(
-            normalised(g, ref, last), "mean", reps=BOOTSTRAP_REPS
+    for f in names:
+        x = np.concatenate([list(comparison.normalised[t][f].values()) for t in tasks])
+        rows.append(
+            {"optimizer": f, "tasks": len(tasks), "seeds": x.size} | _interval_row(x, "norm")
         )
+    return rows
+
+
+def claim_rows(comparison: stats.Comparison, candidates: dict[tuple[str, str], int]) -> list:
+    """The claims as table rows; `candidates[(task, family)]` = how many variants the family's
+    choice was made from (1 = unswept)."""
+    rows = []
+    for c in comparison.claims:
+        d = c.difference
         rows.append(
             {
-                "task": g.task,
-                "optimizer": g.family if best else g.variant,
-                "variant": g.variant,
-                "seeds": len(g.seeds),
-                "diverged": len(g.diverged) + len(g.stopped),
-                "used": ref["used"],
-                "mean": mean,
-                "ci_low": low,
-                "ci_high": high,
+                "task": c.task,
+                "a": c.a,
+                "b": c.b,
+                "candidates_a": candidates.get((c.task, c.a), 1),
+                "candidates_b": candidates.get((c.task, c.b), 1),
+                "pairs": d.n,
+                "difference": d.estimate,
+                "ci_low": d.low,
+                "ci_high": d.high,
+                "level": comparison.level,
+                "p_improvement": c.improvement,
+                "verdict": c.verdict,
             }
         )
     return rows

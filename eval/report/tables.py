@@ -8,17 +8,23 @@ from typing import Any
 
 import numpy as np
 
-from eval import stats
 from eval.report.load import FINISHED, Group
-from eval.report.scores import BOOTSTRAP_REPS
+from eval.report.scores import TUNING
+from optim4rl.runtime import stats
+
+
+def g3(x: float) -> str:
+    """A number with 3 significant figures ("—" where it is not finite)."""
+    return f"{x:.3g}" if np.isfinite(x) else "—"
 
 
 def fmt(mean: float, se: float) -> str:
-    return f"{mean:.1f} ± {se:.1f}" if np.isfinite(se) else f"{mean:.1f}"
+    """mean ± s.e., 3 significant figures each."""
+    return f"{g3(mean)} ± {g3(se)}" if np.isfinite(se) else g3(mean)
 
 
-def fmt_g(mean: float, se: float) -> str:
-    return f"{mean:.3g} ± {se:.2g}" if np.isfinite(se) else f"{mean:.3g}"
+def fmt_ci(low: float, high: float) -> str:
+    return f"[{g3(low)}, {g3(high)}]" if np.isfinite(low) else "—"
 
 
 def seeds_cell(r: dict[str, Any]) -> str:
@@ -40,16 +46,17 @@ def run_rows(groups: list[Group], last: int) -> list[dict[str, Any]]:
     """One row per run: final return, AUC, status and where a held run was held from."""
     rows = []
     for g in groups:
-        final = stats.final_return(g.curves, min(last, g.curves.shape[1]))
+        final = stats.final_return(g.score_curves, min(last, g.score_curves.shape[1]))
         auc = stats.area_under_curve(g.steps, g.curves) if g.curves.shape[1] > 1 else None
         for i, seed in enumerate(g.seeds):
             held = g.held_from[i]
             rows.append(
                 {
                     "task": g.task,
+                    "stage": g.stage,
                     "optimizer": g.variant,
                     "seed": seed,
-                    "final_return": float(final[i]),
+                    "final_score": float(final[i]),
                     "auc": float(auc[i]) if auc is not None else float("nan"),
                     "status": g.status[i],
                     "valid_evals": held,
@@ -73,105 +80,171 @@ def held_runs(groups: list[Group]) -> list[str]:
                 if n
                 else f"no finite evaluation: the task's untrained return {g.curves[i, 0]:.3g}"
             )
-            lines.append(f"- {g.task} / {g.variant} / seed {seed}: {g.status[i]}; {what}")
+            lines.append(
+                f"- {g.task} / {g.variant} / seed {seed} ({g.stage}): {g.status[i]}; {what}"
+            )
     return lines
 
 
-def markdown(
-    summary: list[dict[str, Any]],
-    agg: list[dict[str, Any]],
-    agg_note: str,
-    last: int,
-    refs: list[dict[str, Any]] | None = None,
-    best: list[dict[str, Any]] | None = None,
-) -> str:
+SCORE_TEXT = {
+    "score": "the mean of the run's last 20 logged update returns (the authors' A2C score; a "
+    "logged return is the mean return of the episodes that finished in one update)",
+    "return": "the mean of the run's last {last} evaluation return(s)",
+}
+
+
+def protocol(study: dict[str, Any], level: float, claims: int) -> list[str]:
+    """The lines that say how every number below was made."""
+    score = SCORE_TEXT.get(study.get("score_key", "return"), SCORE_TEXT["return"])
+    seeds, tuning = study.get("seeds", []), study.get("tuning_seeds", [])
     lines = [
-        f"Final return = mean of the last {last} evaluation(s); AUC = average return over training "
-        "(trapezoid area / steps); mean ± standard error over seeds; IQM with a stratified "
-        f"bootstrap 95% interval ({BOOTSTRAP_REPS} resamples, numpy, rliable's method). First "
-        "eval = return at the first evaluation: the untrained agent where the algorithm evaluates "
-        "before training (ppo, resel), the first training window for a2c; a final return that is "
-        "not above it has learned nothing. Seeds = every seed that ran; a diverged seed (its "
-        "parameters or loss became non-finite) counts in every number with its last finite "
-        "evaluation held to the end of training (the task's untrained return if it had none); a "
-        "stopped seed (a RESeL seed whose vmapped run stopped when another seed diverged) is held "
-        "the same way. The held runs are listed at the end. Final success rate (tasks that report "
-        "one, e.g. Key-to-Door, where it is the paper's metric) = the evaluation episodes' success "
-        "rate, averaged like the final return.",
-        "",
+        f"Final score of a run = {score.format(last=study.get('last', 1))}. Evaluation seeds "
+        f"{_seed_list(seeds)} are the only ones reported as results."
     ]
-    for task in dict.fromkeys(r["task"] for r in summary):
-        cells = [r for r in summary if r["task"] == task]
-        # tasks that report a success rate (Key-to-Door, the paper's metric there) get a column
+    if tuning:
+        lines.append(
+            f"Selection: every swept family ran each candidate on the tuning seeds "
+            f"{_seed_list(tuning)}; the candidate with the best mean final score was run again "
+            "on the evaluation seeds (tuning table at the end)."
+        )
+    lines.append(
+        "Every seed counts: a diverged seed (non-finite parameters or loss) keeps its last finite "
+        "evaluation to the end of training (listed at the end). Tables: mean ± standard error "
+        "over seeds, 95% Student-t interval; IQM with a percentile-bootstrap interval only at seed "
+        "counts where that interval covers (simulated coverage within 2 points of 95%, "
+        "`optim4rl.runtime.stats.bootstrap_iqm_covers`), else the IQM alone. 3 significant figures."
+    )
+    if claims:
+        lines.append(
+            f"Claims: differences paired by seed, Student-t intervals at {100 * level:.3g}% each "
+            f"(Bonferroni over the report's {claims} comparisons, so that all hold together with "
+            "95% probability); P(a > b) is rliable's probability of improvement. A task has a "
+            "winner only when its best family is separated from every other"
+            + (" and from the floor." if study.get("floor") else ".")
+        )
+    if study.get("floor"):
+        floor = study["floor"]
+        what = (
+            "each evaluation seed's first evaluation, before any update"
+            if floor == "untrained"
+            else f"the `{floor}` family"
+        )
+        lines.append(
+            f"Normalised score: 0 = the floor ({what}), 1 = the tuned reference "
+            f"(`{study.get('reference')}`), mean over the evaluation seeds, per task; a task is "
+            "normalised only where the reference is separated above the floor."
+        )
+    return lines
+
+
+def _seed_list(seeds: list[int]) -> str:
+    seeds = list(seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}..{seeds[-1]} ({len(seeds)})"
+    return f"{seeds} ({len(seeds)})"
+
+
+def _iqm(r: dict[str, Any], prefix: str) -> str:
+    iqm = g3(r[f"{prefix}_iqm"])
+    ci = fmt_ci(r[f"{prefix}_iqm_ci_low"], r[f"{prefix}_iqm_ci_high"])
+    return f"{iqm} {ci}" if ci != "—" else iqm
+
+
+def markdown(
+    study: dict[str, Any],
+    summary: list[dict[str, Any]],
+    chosen_rows: list[dict[str, Any]],
+    comparison: Any,
+    claims: list[dict[str, Any]],
+    agg: list[dict[str, Any]],
+) -> str:
+    """The report's Markdown: protocol, per-task results on the evaluation seeds, claims and
+    winners, the normalised aggregate, and the tuning table."""
+    lines = protocol(study, comparison.level, len(claims)) + [""]
+    candidates = {}
+    for r in chosen_rows:
+        candidates[r["task"], r["family"]] = r["candidates"]
+    evaluation = [r for r in summary if r["stage"] != TUNING]
+    normalised = comparison.normalised
+    for task in dict.fromkeys(r["task"] for r in evaluation):
+        cells = [r for r in evaluation if r["task"] == task]
         success = any(np.isfinite(r.get("final_success_mean", np.nan)) for r in cells)
+        norm = normalised.get(task, {})
         lines += [
-            f"### {task}",
+            f"### {task} (evaluation seeds)",
             "",
-            "| optimizer | seeds | env steps | first eval | final return | IQM [95% CI] | AUC |"
-            + (" final success rate |" if success else ""),
-            "|---|---|---|---|---|---|---|" + ("---|" if success else ""),
+            "| family | variant (of candidates) | seeds | env steps | final score | 95% CI | IQM "
+            "| AUC | normalised [95% CI] |" + (" final success rate |" if success else ""),
+            "|---|---|---|---|---|---|---|---|---|" + ("---|" if success else ""),
         ]
         for r in cells:
-            lines.append(
-                f"| {r['optimizer']} | {seeds_cell(r)} | {r['env_steps']:.3g} | "
-                f"{fmt(r['first_mean'], r['first_se'])} | {fmt(r['final_mean'], r['final_se'])} | "
-                f"{r['final_iqm']:.1f} [{r['final_iqm_ci_low']:.1f}, {r['final_iqm_ci_high']:.1f}]"
-                f" | {fmt(r['auc_mean'], r['auc_se'])} |"
-                + (f" {fmt_g(r['final_success_mean'], r['final_success_se'])} |" if success else "")
-            )
-        lines.append("")
-    if best:
-        families = list(dict.fromkeys(r["family"] for r in best))
-        lines += [
-            "### Tuned: each family at its best swept value, per task",
-            "",
-            "Final return ± standard error (seeds) of the variant with the best mean final return "
-            "(chosen on the same seeds, so optimistic for every family alike).",
-            "",
-            "| task | " + " | ".join(families) + " |",
-            "|---|" + "---|" * len(families),
-        ]
-        for task in dict.fromkeys(r["task"] for r in best):
-            cells = {r["family"]: r for r in best if r["task"] == task}
-            lines.append(
-                f"| {task} | "
-                + " | ".join(
-                    f"{fmt_g(c['final_mean'], c['final_se'])} ({c['variant']}; {seeds_cell(c)})"
-                    if c
-                    else ""
-                    for c in (cells.get(f) for f in families)
-                )
-                + " |"
-            )
-        lines.append("")
-    if agg_note:
-        lines += ["### All tasks, normalised", "", agg_note, ""]
-    if agg_note and refs:
-        lines += [
-            "| task | 0 = untrained | 1 = best final (optimizer) | gap ± SE | in aggregate |",
-            "|---|---|---|---|---|",
-        ]
-        for r in refs:
-            if r["used"]:
-                flag = f"yes ({r['reason']})" if r["reason"] else "yes"
+            values = np.array(list(norm.get(r["family"], {}).values()))
+            if values.size:
+                ci = stats.t_interval(values)
+                ncell = f"{g3(ci.estimate)} {fmt_ci(ci.low, ci.high)}"
             else:
-                flag = f"**no: {r['reason']}**"
+                ncell = "—"
+            k = candidates.get((task, r["family"]), 1)
             lines.append(
-                f"| {r['task']} | {fmt_g(r['low'], r['low_se'])} | "
-                f"{fmt_g(r['high'], r['high_se'])} ({r['high_optimizer']}) | "
-                f"{fmt_g(r['gap'], r['gap_se'])} | {flag} |"
+                f"| {r['family']} | {r['optimizer']} ({k}) | {seeds_cell(r)} | "
+                f"{g3(r['env_steps'])} | {fmt(r['final_mean'], r['final_se'])} | "
+                f"{fmt_ci(r['final_ci_low'], r['final_ci_high'])} | {_iqm(r, 'final')} | "
+                f"{fmt(r['auc_mean'], r['auc_se'])} | {ncell} |"
+                + (f" {fmt(r['final_success_mean'], r['final_success_se'])} |" if success else "")
             )
+        if task in comparison.winners:
+            winner = comparison.winners[task]
+            lines += ["", f"Winner: **{winner or 'none'}** ({comparison.reasons[task]})."]
+        if task in comparison.unused and study.get("floor"):
+            lines.append(f"Not normalised: {comparison.unused[task]}.")
+        lines.append("")
+    if claims:
+        lines += [
+            f"### Claims (paired differences, {100 * comparison.level:.3g}% intervals each)",
+            "",
+            "| task | a − b | candidates a/b | pairs | difference | interval | P(a > b) | verdict |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for c in claims:
+            lines.append(
+                f"| {c['task']} | {c['a']} − {c['b']} | {c['candidates_a']}/{c['candidates_b']} "
+                f"| {c['pairs']} | {g3(c['difference'])} | {fmt_ci(c['ci_low'], c['ci_high'])} | "
+                f"{g3(c['p_improvement'])} | {c['verdict']} |"
+            )
+        uneven = sorted({(c["a"], c["candidates_a"]) for c in claims} |
+                        {(c["b"], c["candidates_b"]) for c in claims})  # fmt: skip
+        if len({k for _, k in uneven}) > 1:
+            counts = ", ".join(f"{f} {k}" for f, k in uneven)
+            lines += [
+                "",
+                f"Candidates differ between families ({counts}): a family chosen from more "
+                "candidates had more chances on the tuning seeds (the evaluation seeds are fresh).",
+            ]
         lines.append("")
     if agg:
         lines += [
-            "| optimizer | tasks | seeds | IQM [95% CI] | mean [95% CI] |",
-            "|---|---|---|---|---|",
+            "### All normalised tasks",
+            "",
+            "| family | tasks | seeds | normalised mean | 95% CI | IQM |",
+            "|---|---|---|---|---|---|",
         ]
         for r in agg:
             lines.append(
-                f"| {r['optimizer']} | {r['tasks']} | {seeds_cell(r)} | {r['iqm']:.2f} "
-                f"[{r['iqm_ci_low']:.2f}, {r['iqm_ci_high']:.2f}] | {r['mean']:.2f} "
-                f"[{r['mean_ci_low']:.2f}, {r['mean_ci_high']:.2f}] |"
+                f"| {r['optimizer']} | {r['tasks']} | {r['seeds']} | {g3(r['norm_mean'])} | "
+                f"{fmt_ci(r['norm_ci_low'], r['norm_ci_high'])} | {_iqm(r, 'norm')} |"
+            )
+        lines.append("")
+    if chosen_rows:
+        lines += [
+            "### Tuning seeds: every candidate (selection only, not results)",
+            "",
+            "| task | family | candidate | seeds | final score | chosen |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in chosen_rows:
+            lines.append(
+                f"| {r['task']} | {r['family']} | {r['candidate']} | {seeds_cell(r)} | "
+                f"{fmt(r['mean'], r['se'])} | {'**yes**' if r['chosen'] else ''} |"
             )
         lines.append("")
     return "\n".join(lines)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from eval.stats import (
+from optim4rl.runtime.stats import (
     area_under_curve,
     final_return,
     iqm,
@@ -75,7 +75,7 @@ def test_normalize():
 def test_bootstrap_ragged_strata_keep_their_sizes():
     """Tasks with 2 and 4 runs, constant within each: every replicate keeps 2 zeros and 4 ones, so
     its mean is exactly 4/6; a varying task still varies."""
-    from eval.stats import stratified_bootstrap_ci
+    from optim4rl.runtime.stats import stratified_bootstrap_ci
 
     point, low, high = stratified_bootstrap_ci([np.zeros(2), np.ones(4)], "mean", reps=300)
     assert point == low == high == pytest.approx(4 / 6)
@@ -84,7 +84,7 @@ def test_bootstrap_ragged_strata_keep_their_sizes():
 
 
 def test_mean_ci_per_evaluation():
-    from eval.stats import mean_ci
+    from optim4rl.runtime.stats import mean_ci
 
     curves = np.stack([np.zeros(400), np.ones(400)], axis=1)  # eval 0 constant, eval 1 constant
     curves[:, 1] += np.random.default_rng(0).normal(0, 1, 400)
