@@ -11,6 +11,8 @@ re-run skips finished runs and redoes unfinished ones from the start.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -38,6 +40,8 @@ from optim4rl.runtime.cli import (
     positive_int,
 )
 from optim4rl.runtime.errors import Interrupted, UsageError
+
+CACHE_DIR = "JAX_COMPILATION_CACHE_DIR"
 
 
 def run_study(
@@ -74,21 +78,43 @@ def run_study(
     tuning = [(t, v) for t in study.tasks for f in study.swept() for v in families[f]]
     planned = [(t, v.name, s) for t, v in tuning for s in study.tuning_seeds]
     distributed.barrier("eval.run_study")  # every process has read the folder before writes
-    _write_plan(study, out, planned, {})
     run = dict(workers=workers, backend=backend, address=address, cell_gpus=cell_gpus, log=log)
-    if tuning:
-        _run_stage(study, out, tuning, TUNING, counts, several=several, **run)
-        distributed.barrier("eval.run_study.tuning")
-    picked = _select(study, out) if tuning else {}
-    evaluation = [
-        (t, next(v for v in vs if v.name == picked.get((t, f), v.name)))
-        for t in study.tasks
-        for f, vs in families.items()
-    ]
-    planned += [(t, v.name, s) for t, v in evaluation for s in study.seeds]
-    _write_plan(study, out, planned, picked)
-    _run_stage(study, out, evaluation, EVALUATION, counts, several=several, **run)
+    with _compilation_cache(out / "jax-cache"):
+        todo = _pending(study, out, tuning, TUNING, counts)  # refuses a changed study first
+        if tuning:
+            _write_plan(study, out, planned, {})
+            _run_cells(study, out, todo, TUNING, several=several, counts=counts, **run)
+            distributed.barrier("eval.run_study.tuning")
+        picked = _select(study, out) if tuning else {}
+        evaluation = [
+            (t, next(v for v in vs if v.name == picked.get((t, f), v.name)))
+            for t in study.tasks
+            for f, vs in families.items()
+        ]
+        todo = _pending(study, out, evaluation, EVALUATION, counts)
+        planned += [(t, v.name, s) for t, v in evaluation for s in study.seeds]
+        _write_plan(study, out, planned, picked)
+        _run_cells(study, out, todo, EVALUATION, several=several, counts=counts, **run)
     return counts
+
+
+@contextlib.contextmanager
+def _compilation_cache(path: Path):
+    """JAX's persistent compilation cache in `path` for this study's cells (local workers read
+    it from the environment) unless one is set already: a chosen candidate's evaluation cell is
+    the program its tuning cell compiled when the two stages have as many seeds."""
+    import jax
+
+    if jax.config.jax_compilation_cache_dir or os.environ.get(CACHE_DIR):
+        yield
+        return
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    os.environ[CACHE_DIR] = str(path)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_compilation_cache_dir", None)
+        os.environ.pop(CACHE_DIR, None)
 
 
 def _write_plan(study: Study, out: Path, planned: list, picked: dict) -> None:
@@ -110,19 +136,25 @@ def _select(study: Study, out: Path) -> dict[tuple[str, str], str]:
     return chosen(groups, study.last)
 
 
-def _run_stage(study, out, cells, stage, counts, *, several, workers, backend, address,
-               cell_gpus, log) -> None:  # fmt: skip
-    """Run the unfinished runs of `cells` [(task, variant)] on the stage's seeds."""
-    from tqdm.auto import tqdm
-
-    from optim4rl.runtime import distributed
-
+def _pending(study: Study, out: Path, cells: list, stage: str, counts: dict) -> list[tuple]:
+    """The unfinished runs of `cells` [(task, variant)] on the stage's seeds, as
+    [(task, variant, runs)]; raises ConfigMismatch for a finished run of another configuration."""
     todo = []
     for task, variant in cells:
         pending, skipped = pending_runs(study, out, task, variant, stage)
         counts["skipped"] += skipped
         if pending:
             todo.append((task, variant, pending))
+    return todo
+
+
+def _run_cells(study, out, todo, stage, *, several, counts, workers, backend, address,
+               cell_gpus, log) -> None:  # fmt: skip
+    """Run the cells `todo` (`_pending`) with a progress bar over cells."""
+    from tqdm.auto import tqdm
+
+    from optim4rl.runtime import distributed
+
     bar = tqdm(total=len(todo), desc=f"{study.name}: {stage}", unit="cell",
                disable=not distributed.is_main())  # fmt: skip
     if backend == "local" and (several or min(workers, len(todo)) <= 1):

@@ -20,23 +20,30 @@ name = "tiny"
 algorithm = "a2c"
 tasks = ["catch"]
 num_evals = 4
-last = 2
+floor = "random"
+reference = "adam"
 
 [scale.cpu]
 preset = "cpu"
 seeds = 2
+tuning_seeds = 2
 budget = 1600
 
 [scale.paper]
 preset = "paper"
 seeds = 10
+tuning_seeds = 10
 budget = 100_000
 
 [optimizers.adam]
-spec = "adam(learning_rate=3e-3)"
+spec = "adam(learning_rate={lr})"
+sweep = { lr = [3e-3, 3e-2] }
 
 [optimizers.sgd]                  # diverges after about 30 updates on every seed
 spec = "sgd(learning_rate=30.0)"
+
+[optimizers.random]
+spec = "sgd(learning_rate=0.0)"
 """
 
 
@@ -50,25 +57,47 @@ def study_out(tmp_path_factory):
     return path, out, counts
 
 
-def test_runner_writes_every_run(study_out):
+def _rows(out, variant, seed):
+    text = (out / "runs" / "catch" / variant / f"seed{seed}" / "metrics.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_runner_chooses_on_tuning_seeds_and_reports_fresh_ones(study_out):
     _, out, counts = study_out
-    assert counts == {"ran": 4, "skipped": 0, "diverged": 2}
+    # tuning: 2 candidates x 2 seeds; evaluation: chosen adam, sgd, random x 2 seeds
+    assert counts == {"ran": 10, "skipped": 0, "diverged": 2}
+    runs = out / "runs" / "catch"
+    tuning = {"adam_lr=0.003_": None, "adam_lr=0.03_": None}
+    for name in tuning:
+        assert {"seed1000", "seed1001"} <= {p.name for p in (runs / name).iterdir()}
+        for seed in (1000, 1001):
+            config = json.loads((runs / name / f"seed{seed}" / "config.json").read_text())
+            assert config["stage"] == "tuning" and config["seed"] == seed
+        # the authors' score of a run: the agent's "score" at its last evaluation
+        tuning[name] = np.mean([_rows(out, name, s)[-1]["score"] for s in (1000, 1001)])
+    best = max(tuning, key=tuning.get)
+    other = min(tuning, key=tuning.get)
+    assert tuning[best] > tuning[other]
     for seed in (0, 1):
-        run = out / "runs" / "catch" / "adam" / f"seed{seed}"
-        config = json.loads((run / "config.json").read_text())
-        assert config["seed"] == seed and config["optimizer"] == "adam(learning_rate=3e-3)"
-        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert (runs / best / f"seed{seed}" / "done.json").exists()
+        assert not (runs / other / f"seed{seed}").exists()
+        rows = _rows(out, best, seed)
         # 1600 steps = 80 A2C updates of 20 steps, 4 evaluation windows of 20 updates
         assert [r["env_steps"] for r in rows] == [400, 800, 1200, 1600]
-        assert all(-1.0 <= r["return"] <= 1.0 for r in rows)  # Catch returns lie in [-1, 1]
-        assert json.loads((run / "done.json").read_text())["status"] == "finished"
+        assert all(-1.0 <= r["return"] <= 1.0 and -1.0 <= r["score"] <= 1.0 for r in rows)
+        config = json.loads((runs / best / f"seed{seed}" / "config.json").read_text())
+        assert config["stage"] == "evaluation"
+    assert not (runs / "sgd" / "seed1000").exists() and (runs / "random" / "seed1").exists()
+    study = json.loads((out / "study.json").read_text())
+    chosen = best.replace("_lr=", "[lr=").rstrip("_") + "]"
+    assert study["selection"] == [{"task": "catch", "family": "adam", "chosen": chosen}]
 
 
 def test_rerun_skips_finished_and_refuses_changed_config(study_out):
     path, out, _ = study_out
-    metrics = out / "runs" / "catch" / "adam" / "seed0" / "metrics.jsonl"
+    metrics = out / "runs" / "catch" / "random" / "seed0" / "metrics.jsonl"
     before = metrics.read_bytes()
-    assert run_study(load_study(path, "cpu"), out)["skipped"] == 4
+    assert run_study(load_study(path, "cpu"), out)["skipped"] == 10
     assert metrics.read_bytes() == before
     changed = path.with_name("changed.toml")
     changed.write_text(STUDY.replace("budget = 1600", "budget = 2000"))
@@ -78,37 +107,45 @@ def test_rerun_skips_finished_and_refuses_changed_config(study_out):
 
 
 def test_report_of_real_runs(study_out):
+    from scipy import stats as scipy_stats
+
     _, out, _ = study_out
     text = write_report(out)
-    finals = []
-    for seed in (0, 1):
-        lines = (out / "runs/catch/adam" / f"seed{seed}" / "metrics.jsonl").read_text().splitlines()
-        returns = [json.loads(line)["return"] for line in lines]
-        finals.append(np.mean(returns[-2:]))
+    chosen = json.loads((out / "study.json").read_text())["selection"][0]["chosen"]
+    folder = chosen.replace("[", "_").replace("]", "_")
+    adam = np.array([_rows(out, folder, s)[-1]["score"] for s in (0, 1)])
+    random = np.array([_rows(out, "random", s)[-1]["score"] for s in (0, 1)])
     with open(out / "report" / "summary.csv") as f:
-        rows = {r["optimizer"]: r for r in csv.DictReader(f)}
-    row = rows["adam"]
-    assert float(row["final_mean"]) == pytest.approx(np.mean(finals))
-    assert float(row["final_se"]) == pytest.approx(np.std(finals, ddof=1) / np.sqrt(2))
-    assert "### catch" in text and "| adam | 2 |" in text
-    # sgd diverged on both seeds: each counts with its last finite window held to the end
+        rows = {(r["optimizer"], r["stage"]): r for r in csv.DictReader(f)}
+    row = rows[chosen, "evaluation"]
+    assert float(row["final_mean"]) == pytest.approx(adam.mean())
+    assert float(row["final_se"]) == pytest.approx(np.std(adam, ddof=1) / np.sqrt(2))
+    half = scipy_stats.t.ppf(0.975, 1) * np.std(adam, ddof=1) / np.sqrt(2)
+    assert float(row["final_ci_high"]) == pytest.approx(adam.mean() + half)
+    assert "### catch (evaluation seeds)" in text and f"| adam | {chosen} (2) | 2 |" in text
+    # sgd diverged on both seeds: each counts with its last finite score held to the end
     held = []
     for seed in (0, 1):
-        lines = (out / "runs/catch/sgd" / f"seed{seed}" / "metrics.jsonl").read_text().splitlines()
-        rows_ = [json.loads(line) for line in lines]
-        valid = [r["return"] for r in rows_[: [r["finite"] for r in rows_].index(0.0)]]
+        rows_ = _rows(out, "sgd", seed)
+        valid = rows_[: [r["finite"] for r in rows_].index(0.0)]
         assert len(valid) < 4  # the A2C adapter flags the windows from the divergence on
-        curve = valid + [valid[-1] if valid else np.nan] * (4 - len(valid))
-        held.append(np.mean(curve[-2:]))
+        held.append(valid[-1]["score"] if valid else np.nan)
     assert np.all(np.isfinite(held)), "sgd lr 30 should diverge after the first window"
-    assert int(rows["sgd"]["seeds"]) == 2 and int(rows["sgd"]["diverged"]) == 2
-    assert float(rows["sgd"]["final_mean"]) == pytest.approx(np.mean(held))
-    assert "| sgd | 2 (2 diverged) |" in text
-    for name in ("curves.png", "curves.pdf", "report.md", "runs.csv"):
+    sgd = rows["sgd", "evaluation"]
+    assert int(sgd["seeds"]) == 2 and int(sgd["diverged"]) == 2
+    assert float(sgd["final_mean"]) == pytest.approx(np.mean(held))
+    assert "| sgd | sgd (1) | 2 (2 diverged) |" in text
+    with open(out / "report" / "claims.csv") as f:
+        claims = {(r["a"], r["b"]): r for r in csv.DictReader(f)}
+    claim = claims["adam", "random"]
+    assert float(claim["difference"]) == pytest.approx((adam - random).mean())
+    assert int(claim["pairs"]) == 2 and claim["candidates_a"] == "2"
+    for name in ("curves.png", "curves.pdf", "report.md", "runs.csv", "tuning.csv"):
         assert (out / "report" / name).stat().st_size > 0
 
 
-def _fake_run(out, task, variant, seed, returns, sweep=None, status="finished", success=None):
+def _fake_run(out, task, variant, seed, returns, sweep=None, status="finished", success=None,
+              stage="evaluation"):  # fmt: skip
     run = out / "runs" / task / variant / f"seed{seed}"
     run.mkdir(parents=True)
     family = variant.split("[")[0]
@@ -118,6 +155,7 @@ def _fake_run(out, task, variant, seed, returns, sweep=None, status="finished", 
         "family": family,
         "sweep": sweep or {},
         "seed": seed,
+        "stage": stage,
     }
     (run / "config.json").write_text(json.dumps(config))
     rows = [{"env_steps": 100 * i, "return": r} for i, r in enumerate(returns)]
@@ -127,51 +165,110 @@ def _fake_run(out, task, variant, seed, returns, sweep=None, status="finished", 
     (run / "done.json").write_text(json.dumps({"status": status}))
 
 
-def test_report_numbers_and_normalisation(tmp_path):
-    """Two tasks, two optimizers, hand-made curves: check final, AUC and normalised scores."""
+# task -> family -> evaluation seed -> final return (hand-made); adam's variant is the one its
+# tuning runs choose (TUNING below)
+EVALUATION = {
+    "a": {
+        "adam[lr=0.1]": [10, 11, 12, 10, 11, 12],
+        "random": [0, 1, 0, 1, 0, 1],
+        "o4rl": [5, 7, 6, 6, 5, 7],
+    },
+    "b": {
+        "adam[lr=1.0]": [20, 22, 27, 21, 20, 22],
+        "random": [2, 1, 3, 2, 1, 3],
+        "o4rl": [30, 35, 31, 20, 28, 33],
+    },
+    "c": {"adam[lr=0.1]": [1, 0, 2, 1, 0, 2], "random": [1, 1, 1, 0, 2, 1], "o4rl": [0] * 6},
+}
+TUNING = {  # task -> candidate -> tuning seeds 10, 11 final return
+    "a": {"adam[lr=0.1]": [5, 7], "adam[lr=1.0]": [1, 2]},
+    "b": {"adam[lr=0.1]": [1, 1], "adam[lr=1.0]": [3, 4]},
+    "c": {"adam[lr=0.1]": [3, 3], "adam[lr=1.0]": [2, 3]},
+}
+
+
+@pytest.fixture
+def hand_study(tmp_path):
     out = tmp_path / "out"
     (out / "runs").mkdir(parents=True)
-    (out / "study.json").write_text(json.dumps({"name": "fake", "scale": "cpu", "last": 1}))
-    curves = {
-        ("a", "sgd[lr=0.1]", 0): [0, 10, 20],
-        ("a", "sgd[lr=0.1]", 1): [0, 10, 40],
-        ("a", "sgd[lr=1.0]", 0): [0, 0, 10],
-        ("a", "sgd[lr=1.0]", 1): [0, 0, 10],
-        ("b", "sgd[lr=0.1]", 0): [100, 100, 100],
-        ("b", "sgd[lr=0.1]", 1): [100, 100, 100],
-        ("b", "sgd[lr=1.0]", 0): [100, 200, 300],
-        ("b", "sgd[lr=1.0]", 1): [100, 300, 300],
-    }
-    for (task, variant, seed), returns in curves.items():
-        lr = float(variant[7:-1])
-        _fake_run(out, task, variant, seed, returns, sweep={"lr": lr})
-    (out / "runs" / "a" / "sgd_lr=0.1_" / "seed2").mkdir(parents=True)  # unfinished: ignored
+    study = {"name": "fake", "scale": "cpu", "last": 1, "floor": "random", "reference": "adam",
+             "seeds": list(range(6)), "tuning_seeds": [10, 11]}  # fmt: skip
+    (out / "study.json").write_text(json.dumps(study))
+    for task, fams in TUNING.items():
+        for variant, finals in fams.items():
+            for seed, final in zip((10, 11), finals, strict=True):
+                lr = float(variant[8:-1])
+                _fake_run(out, task, variant, seed, [0, final], {"lr": lr}, stage="tuning")
+    for task, fams in EVALUATION.items():
+        for variant, finals in fams.items():
+            sweep = {"lr": float(variant[8:-1])} if "[" in variant else None
+            for seed, final in enumerate(finals):
+                _fake_run(out, task, variant, seed, [0, final], sweep)
+    return out
+
+
+def test_report_numbers_claims_and_normalisation_by_hand(hand_study):
+    from scipy import stats as scipy_stats
+
+    out = hand_study
     text = write_report(out)
+    with open(out / "report" / "tuning.csv") as f:
+        tuning = {(r["task"], r["candidate"]): r["chosen"] == "True" for r in csv.DictReader(f)}
+    assert tuning == {("a", "adam[lr=0.1]"): True, ("a", "adam[lr=1.0]"): False,
+                      ("b", "adam[lr=0.1]"): False, ("b", "adam[lr=1.0]"): True,
+                      ("c", "adam[lr=0.1]"): True, ("c", "adam[lr=1.0]"): False}  # fmt: skip
     with open(out / "report" / "summary.csv") as f:
-        rows = {(r["task"], r["optimizer"]): r for r in csv.DictReader(f)}
-    r = rows["a", "sgd[lr=0.1]"]
-    assert float(r["final_mean"]) == 30 and float(r["final_se"]) == pytest.approx(10)
-    # AUC seed 0: (100*(0+10)/2 + 100*(10+20)/2)/200 = 10; seed 1: (500 + 2500)/200 = 15
-    assert float(r["auc_mean"]) == pytest.approx(12.5)
-    b = rows["b", "sgd[lr=1.0]"]  # first evaluations 100, 100: the untrained return beside final
-    assert float(b["first_mean"]) == 100 and float(b["first_se"]) == 0
-    assert "| sgd[lr=1.0] | 2 | 200 | 100.0 ± 0.0 | 300.0 ± 0.0 |" in text
-    with open(out / "report" / "tuned.csv") as f:
-        best = {r["task"]: r for r in csv.DictReader(f)}
-    # family sgd: on a, lr=0.1 (final 30) beats lr=1.0 (10); on b, lr=1.0 (300) beats 0.1 (100)
-    assert best["a"]["variant"] == "sgd[lr=0.1]" and float(best["a"]["final_mean"]) == 30
-    assert best["b"]["variant"] == "sgd[lr=1.0]" and float(best["b"]["final_se"]) == 0
-    assert "| a | 30 ± 10 (sgd[lr=0.1]; 2) |" in text
+        summary = {(r["task"], r["optimizer"], r["stage"]): r for r in csv.DictReader(f)}
+    a = np.array(EVALUATION["a"]["adam[lr=0.1]"], float)
+    row = summary["a", "adam[lr=0.1]", "evaluation"]
+    assert float(row["final_mean"]) == pytest.approx(a.mean())
+    assert float(row["final_se"]) == pytest.approx(a.std(ddof=1) / np.sqrt(6))
+    low, high = scipy_stats.t.interval(0.95, 5, a.mean(), a.std(ddof=1) / np.sqrt(6))
+    assert float(row["final_ci_low"]) == pytest.approx(low)
+    assert float(row["final_ci_high"]) == pytest.approx(high)
+    assert float(summary["a", "adam[lr=1.0]", "tuning"]["final_mean"]) == pytest.approx(1.5)
+
+    # 3 tasks x 3 pairs (each family vs random, o4rl vs adam; the best family's pairs are among
+    # them) + o4rl vs adam on the normalised tasks = 10 claims, Bonferroni level 1 - 0.05 / 10
+    with open(out / "report" / "claims.csv") as f:
+        claims = {(r["task"], r["a"], r["b"]): r for r in csv.DictReader(f)}
+    assert len(claims) == 10
+    level = 1 - 0.05 / 10
+    for (task, x, y), claim in claims.items():
+        assert float(claim["level"]) == pytest.approx(level)
+        if task not in EVALUATION:
+            continue
+        fx = np.array(next(v for k, v in EVALUATION[task].items() if k.startswith(x)), float)
+        fy = np.array(next(v for k, v in EVALUATION[task].items() if k.startswith(y)), float)
+        ci = scipy_stats.ttest_rel(fx, fy).confidence_interval(level)
+        assert float(claim["ci_low"]) == pytest.approx(ci.low), (task, x, y)
+        assert float(claim["ci_high"]) == pytest.approx(ci.high)
+        wins = sum((i > j) + 0.5 * (i == j) for i in fx for j in fy) / 36
+        assert float(claim["p_improvement"]) == pytest.approx(wins)
+        expected = f"{x} > {y}" if ci.low > 0 else f"{x} < {y}" if ci.high < 0 else "not separated"
+        assert claim["verdict"] == expected
+    assert claims["a", "adam", "random"]["verdict"] == "adam > random"
+    assert claims["c", "adam", "random"]["verdict"] == "not separated"
+
+    # normalised (random = 0, tuned adam = 1) on a and b only: c's adam is not above random
+    with open(out / "report" / "task_scores.csv") as f:
+        bars = {(r["task"], r["optimizer"]): r for r in csv.DictReader(f)}
+    assert {t for t, _ in bars} == {"a", "b"}
+    for task in ("a", "b"):
+        fams = {k.split("[")[0]: np.array(v, float) for k, v in EVALUATION[task].items()}
+        lo, hi = fams["random"].mean(), fams["adam"].mean()
+        o4rl = (fams["o4rl"] - lo) / (hi - lo)
+        assert float(bars[task, "o4rl"]["mean"]) == pytest.approx(o4rl.mean())
+        assert float(bars[task, "adam"]["mean"]) == pytest.approx(1.0)
+    assert "Not normalised: adam is not separated above random." in text.split("### c")[1]
     with open(out / "report" / "aggregate.csv") as f:
         agg = {r["optimizer"]: r for r in csv.DictReader(f)}
-    # task a: low 0, high 30; task b: low 100, high 300 (sgd[lr=1.0] final mean)
-    # sgd[lr=0.1] scores: a -> 20/30, 40/30; b -> 0, 0; mean = (2/3 + 4/3) / 4 = 0.5
-    assert float(agg["sgd[lr=0.1]"]["mean"]) == pytest.approx(0.5)
-    # sgd[lr=1.0]: a -> 1/3, 1/3; b -> 1, 1; mean 2/3
-    assert float(agg["sgd[lr=1.0]"]["mean"]) == pytest.approx(2 / 3)
-    assert "seed2 is unfinished" in text
-    assert (out / "report" / "sensitivity.png").exists()
-    assert (out / "report" / "sensitivity.pdf").exists()
+    assert int(agg["o4rl"]["seeds"]) == 12 and int(agg["o4rl"]["tasks"]) == 2
+    # a winner needs its best family separated from every other and from the floor
+    assert "Winner: **none** (the best mean (adam) is not separated from random, o4rl)" in text
+    assert "Winner: **none** (the best mean (o4rl) is not separated from adam)" in text
+    assert "Winner: **adam** (adam is separated above every other family and the floor)" in text
+    assert "| a | adam − random | 2/1 | 6 |" in text
 
 
 def test_report_gives_the_success_rate_where_runs_report_one(tmp_path):
@@ -202,23 +299,6 @@ def test_report_errors(tmp_path):
     (tmp_path / "runs").mkdir()
     with pytest.raises(FileNotFoundError, match="no finished runs"):
         write_report(tmp_path)
-
-
-def test_aggregate_leaves_out_tasks_nobody_improved(tmp_path):
-    out = tmp_path / "out"
-    (out / "runs").mkdir(parents=True)
-    for seed in (0, 1):
-        _fake_run(out, "up", "x", seed, [0, 5, 10 + seed])
-        _fake_run(out, "up", "y", seed, [0, 2, 4])
-        _fake_run(out, "down", "x", seed, [100, 50, 40])  # the untrained agent scores best
-        _fake_run(out, "down", "y", seed, [100, 60, 30])
-    text = write_report(out)
-    assert "Left out: down" in text
-    with open(out / "report" / "aggregate.csv") as f:
-        agg = {r["optimizer"]: r for r in csv.DictReader(f)}
-    assert int(agg["x"]["tasks"]) == 1
-    assert float(agg["x"]["mean"]) == pytest.approx(1.0)  # high = x's mean final 10.5
-    assert float(agg["y"]["mean"]) == pytest.approx(4 / 10.5)
 
 
 NOISE_STUDY = """\
@@ -272,75 +352,15 @@ def _write_study_results(folder, curves):
             for seed in study.seeds:
                 run = run_dir(out, task, variant.name, seed)
                 run.mkdir(parents=True)
-                atomic_write_json(run / "config.json", run_config(study, task, variant, seed))
+                config = run_config(study, task, variant, seed, "evaluation")
+                atomic_write_json(run / "config.json", config)
                 rows = [
-                    {"env_steps": 400 * (i + 1), "return": float(r)}
+                    {"env_steps": 400 * (i + 1), "return": float(r), "score": float(r)}
                     for i, r in enumerate(curves[task, variant.name][seed])
                 ]
                 (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
                 atomic_write_json(run / DONE, {"status": "finished", "cell_seconds": 0.0})
     return out
-
-
-def test_noise_guard_excludes_task_whose_gap_is_noise(tmp_path):
-    from scipy.stats import trim_mean
-
-    out = _write_study_results(tmp_path, NOISE_CURVES)
-    text = write_report(out)
-    with open(out / "report" / "normalisation.csv") as f:
-        refs = {r["task"]: r for r in csv.DictReader(f)}
-    assert refs["big_dense_short"]["used"] == "False"
-    assert refs["catch"]["used"] == refs["small_dense_short"]["used"] == "True"
-    # big_dense_short by hand: low 0 (var 25 and 1 over 3 seeds: SE sqrt(25/3 + 1/3) / 2),
-    # high 1 (SE 5 / sqrt 3)
-    se = np.hypot(np.sqrt(25 / 3 + 1 / 3) / 2, 5 / np.sqrt(3))
-    assert float(refs["big_dense_short"]["gap"]) == pytest.approx(1.0)
-    assert float(refs["big_dense_short"]["gap_se"]) == pytest.approx(se)
-    assert "**no: gap within noise" in text and "Left out: big_dense_short" in text
-
-    def scores(optimizer, tasks):
-        cols = []
-        for t in tasks:
-            c = {o: np.array(NOISE_CURVES[t, o], float) for o in ("adam", "rmsprop")}
-            low = np.mean([c[o][:, 0].mean() for o in c])
-            high = max(c[o][:, -1].mean() for o in c)
-            cols.append((c[optimizer][:, -1] - low) / (high - low))
-        return np.stack(cols, axis=1)
-
-    with open(out / "report" / "aggregate.csv") as f:
-        agg = {r["optimizer"]: r for r in csv.DictReader(f)}
-    kept = ["catch", "small_dense_short"]
-    for o in ("adam", "rmsprop"):
-        s = scores(o, kept)
-        assert int(agg[o]["tasks"]) == 2
-        assert float(agg[o]["mean"]) == pytest.approx(s.mean())
-        assert float(agg[o]["iqm"]) == pytest.approx(trim_mean(s.ravel(), 0.25))
-    # without the guard big_dense_short's scores would be huge (adam's seed finals -4 and 6 on a
-    # gap of 1) and would move rmsprop's mean: the exclusion is visible in the numbers
-    noisy = scores("adam", ["big_dense_short"])
-    assert np.abs(noisy).max() == pytest.approx(6.0)
-    with_noise = scores("rmsprop", [*kept, "big_dense_short"]).mean()
-    assert abs(with_noise - float(agg["rmsprop"]["mean"])) > 0.05  # 0.481 vs 0.556
-
-
-def test_noise_guard_threshold_and_single_seed(tmp_path):
-    from eval.report import NOISE_SE, Group, normalisation_refs
-
-    def group(task, variant, curves):
-        curves = np.array(curves, float)
-        steps = np.arange(1.0, curves.shape[1] + 1)
-        return Group(task, variant, variant, {}, list(range(len(curves))), steps, curves)
-
-    # untrained returns all 0 (SE 0); x's finals shift + (-1, 0, 1) (SE 1 / sqrt 3) are the best;
-    # y ends far below. So gap = shift, and the task is used iff shift > NOISE_SE / sqrt 3.
-    worse = group("t", "y", [[0, -50]] * 3)
-    for factor, used in ((1.01, True), (0.99, False)):
-        shift = factor * NOISE_SE / np.sqrt(3)
-        x = group("t", "x", [[0, shift - 1], [0, shift], [0, shift + 1]])
-        (ref,) = normalisation_refs([x, worse], 1)
-        assert ref["used"] is used and ref["gap"] == pytest.approx(shift)
-    (ref,) = normalisation_refs([group("t", "x", [[0, 3]]), group("t", "y", [[1, 2]])], 1)
-    assert ref["used"] and "1 seed" in ref["reason"] and ref["gap"] == pytest.approx(2.5)
 
 
 def _group(task, variant, curves, sweep=None):
@@ -357,7 +377,7 @@ def test_plots_draw_the_hand_computed_numbers(tmp_path):
 
     from eval import plots
 
-    # mean 1, 2, 3; with two seeds the 95% bootstrap band spans the two curves themselves
+    # mean 1, 2, 3; two seeds 2 apart: the 95% t band is mean ± t(0.975, 1) * 1
     adam = _group("a", "adam", [[0, 1, 2], [2, 3, 4]])
     sgd = [
         _group("a", f"sgd[lr={lr}]", [[0, 0, f], [0, 0, f + 2]], {"lr": lr})
@@ -369,7 +389,8 @@ def test_plots_draw_the_hand_computed_numbers(tmp_path):
     np.testing.assert_array_equal(line.get_xdata(), [0, 100, 200])
     np.testing.assert_allclose(line.get_ydata(), [1, 2, 3])
     band = ax.collections[0].get_paths()[0].vertices[:, 1]
-    assert band.min() == pytest.approx(0.0) and band.max() == pytest.approx(4.0)
+    half = 12.706204736  # scipy.stats.t.ppf(0.975, 1)
+    assert band.min() == pytest.approx(1 - half) and band.max() == pytest.approx(3 + half)
     assert [t.get_text() for t in ax.get_legend().get_texts()][0] == "adam (n=2)"
     plots.pyplot().close(fig)
 
@@ -423,9 +444,10 @@ def test_diverged_runs_count_everywhere(tmp_path):
         for seed, evals in enumerate(seeds):
             run = run_dir(out, task, name, seed)
             run.mkdir(parents=True)
-            atomic_write_json(run / "config.json", run_config(study, task, variant, seed))
-            rows = [{"env_steps": 400 * (i + 1), "return": r, "finite": f} for i, (r, f) in
-                    enumerate(evals)]  # fmt: skip
+            config = run_config(study, task, variant, seed, "evaluation")
+            atomic_write_json(run / "config.json", config)
+            rows = [{"env_steps": 400 * (i + 1), "return": r, "score": r, "finite": f}
+                    for i, (r, f) in enumerate(evals)]  # fmt: skip
             (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
             if (task, name, seed) != ("small_dense_short", "adam", 2):
                 ok = all(f for _, f in evals)
@@ -441,35 +463,29 @@ def test_diverged_runs_count_everywhere(tmp_path):
         ("small_dense_short", "adam"): [10, 11],
         ("small_dense_short", "rmsprop"): [6, 7, 1.75],
     }
-    firsts = {("small_dense_short", "adam"): [1, 2], ("small_dense_short", "rmsprop"): [2, 2, 1.75]}
     with open(out / "report" / "summary.csv") as f:
         summary = {(r["task"], r["optimizer"]): r for r in csv.DictReader(f)}
-    for key, values in finals.items():
+    for key, values in finals.items():  # the final score: the held "score" at the last eval
         assert float(summary[key]["final_mean"]) == pytest.approx(np.mean(values))
         assert int(summary[key]["seeds"]) == len(values)
     assert int(summary["catch", "rmsprop"]["diverged"]) == 1
-    assert "| rmsprop | 3 (1 diverged) |" in text
     with open(out / "report" / "runs.csv") as f:
         runs = {(r["task"], r["optimizer"], r["seed"]): r for r in csv.DictReader(f)}
     assert runs["catch", "rmsprop", "1"]["status"] == "diverged"
     assert float(runs["catch", "rmsprop", "1"]["held_from_step"]) == 1200
     assert runs["small_dense_short", "rmsprop", "2"]["valid_evals"] == "0"
-    assert "catch / rmsprop / seed 1: diverged; its evaluation at step 800 (0.3)" in text
+    assert "catch / rmsprop / seed 1 (evaluation): diverged; its evaluation at step 800 (0.3)" in text
     assert "small_dense_short/adam/seed2 is unfinished" in text
 
-    # normalisation: catch low 0, high adam's 0.9; small low = mean of the optimizers' mean first
-    # evaluations, high adam's 10.5
-    low = {"catch": 0.0, "small_dense_short": np.mean([np.mean(v) for v in firsts.values()])}
-    high = {"catch": 0.9, "small_dense_short": 10.5}
-    with open(out / "report" / "aggregate.csv") as f:
-        agg = {r["optimizer"]: r for r in csv.DictReader(f)}
-    for name, n_seeds, n_div in (("adam", 5, 0), ("rmsprop", 6, 2)):
-        pooled = np.concatenate(
-            [(np.array(finals[t, name]) - low[t]) / (high[t] - low[t]) for t in low]
-        )
-        assert float(agg[name]["mean"]) == pytest.approx(pooled.mean())
-        assert int(agg[name]["seeds"]) == n_seeds and int(agg[name]["diverged"]) == n_div
-    assert "| rmsprop | 2 | 6 (2 diverged) |" in text
+    # claims pair by seed, held values included: small_dense_short has adam on seeds 0, 1 only
+    with open(out / "report" / "claims.csv") as f:
+        claims = {(r["task"], r["a"], r["b"]): r for r in csv.DictReader(f)}
+    catch = claims["catch", "adam", "rmsprop"]
+    assert int(catch["pairs"]) == 3
+    assert float(catch["difference"]) == pytest.approx(np.mean([0.5, 0.5, 0.5]))
+    small = claims["small_dense_short", "adam", "rmsprop"]
+    assert int(small["pairs"]) == 2 and float(small["difference"]) == pytest.approx(4.0)
+    assert "| rmsprop | rmsprop (1) | 3 (1 diverged) |" in text
     assert (out / "report" / "overview.png").stat().st_size > 0
 
 

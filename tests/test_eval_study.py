@@ -24,12 +24,14 @@ preset = "cpu"
 seeds = 3
 budget = 10_000
 config = { num_envs = 32, batch_size = 32 }
+tuning_seeds = 2
 
 [scale.paper]
 preset = "paper"
 seeds = [1, 5]
 budget = 100_000_000
 tasks = ["ant"]
+tuning_seeds = [5000, 5001]
 
 [optimizers.adam]
 spec = "adam(learning_rate={lr})"
@@ -64,7 +66,7 @@ def test_key_lines():
     lines = key_lines(GOOD)
     assert lines["study.algorithm"] == 3
     assert lines["scale.cpu.config"] == 11
-    assert lines["optimizers.per_module.spec"] == 24
+    assert lines["optimizers.per_module.spec"] == 26
 
 
 @pytest.mark.parametrize(
@@ -98,16 +100,16 @@ def test_key_lines():
             'preset = "gpu"',
             r"s.toml:8: key 'scale.cpu.preset': unknown PPO preset 'gpu'",
         ),
-        ("{lr}", "{rate}", r"s.toml:21: key 'optimizers.adam.sweep': spec placeholders \['rate'\]"),
+        ("{lr}", "{rate}", r"s.toml:23: key 'optimizers.adam.sweep': spec placeholders \['rate'\]"),
         (
             '"adam(learning_rate=3e-4)"',
             '"adamm(learning_rate=3e-4)"',
-            r"s.toml:24: key 'optimizers.per_module.spec': SpecError: unknown optimizer 'adamm'",
+            r"s.toml:26: key 'optimizers.per_module.spec': SpecError: unknown optimizer 'adamm'",
         ),
         (
             "[optimizers.adam]",
             "[optimisers.adam]",
-            r"s.toml:19: key 'optimisers': unknown key; did you mean 'optimizers'",
+            r"s.toml:21: key 'optimisers': unknown key; did you mean 'optimizers'",
         ),
     ],
 )
@@ -226,3 +228,81 @@ def test_driver_rows_become_study_rows_with_the_success_rate():
     assert _study_row(a2c) == {"episodes": 4.0, "env_steps": 60.0, "return": 0.25, "finite": 1.0}
     frozen = _study_row({"step": 80, "seed": 1, "finite": False, "error": "non-finite"})
     assert frozen["finite"] == 0.0 and np.isnan(frozen["return"]) and frozen["error"]
+
+
+def test_two_stage_keys(tmp_path):
+    """tuning_seeds (an int counts from 1000), floor, reference and per-family config."""
+    study = load_study(write(tmp_path, GOOD), "cpu")
+    assert study.tuning_seeds == (1000, 1001) and study.swept() == ["adam"]
+    assert load_study(write(tmp_path, GOOD), "paper").tuning_seeds == (5000, 5001)
+    assert study.floor is None and study.reference is None and study.last == 2  # PPO: last 2
+    text = GOOD.replace('num_evals = 5', 'num_evals = 5\nfloor = "untrained"\nreference = "adam"')
+    text += '[optimizers.per_module.config]\nnum_envs = 16\n'
+    study = load_study(write(tmp_path, text), "cpu")
+    assert (study.floor, study.reference) == ("untrained", "adam")
+    assert study.variants[-1].config == {"num_envs": 16} and study.variants[0].config == {}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("tuning_seeds = 2\n", "", r"key 'scale.cpu.tuning_seeds': is required: adam sweep"),
+        ("tuning_seeds = 2", "tuning_seeds = [0, 7]", r"disjoint .* both hold \[0\]"),
+        ("num_evals = 5", 'num_evals = 5\nfloor = "sgd"', r"key 'study.floor': names no family"),
+        ("num_evals = 5", 'num_evals = 5\nfloor = "adam"', r"'adam' is swept; a floor has one"),
+        ("num_evals = 5", 'num_evals = 5\nreference = "adam"', r"needs a floor"),
+        (
+            "num_evals = 5",
+            'num_evals = 5\nfloor = "per_module"\nreference = "per_module"',
+            r"key 'study.reference': must name a family other than the floor",
+        ),
+    ],
+)
+def test_two_stage_errors(tmp_path, old, new, message):
+    assert old in GOOD
+    with pytest.raises(StudyError, match=message):
+        load_study(write(tmp_path, GOOD.replace(old, new, 1)), "cpu")
+
+
+def test_a2c_has_no_untrained_floor_and_family_config_is_checked(tmp_path):
+    text = """\
+    [study]
+    name = "a"
+    algorithm = "a2c"
+    tasks = ["catch"]
+    floor = "untrained"
+    [scale.cpu]
+    preset = "cpu"
+    seeds = 2
+    budget = 400
+    [scale.paper]
+    preset = "paper"
+    seeds = 2
+    budget = 400
+    [optimizers.adam]
+    spec = "adam(learning_rate=1e-3)"
+    """
+    with pytest.raises(StudyError, match="first evaluation is already trained"):
+        load_study(write(tmp_path, text), "cpu")
+    bad = text.replace('floor = "untrained"\n', "") + "    config = { reward_scal = 2.0 }\n"
+    with pytest.raises(StudyError, match=r"optimizers.adam.config': unknown A2CConfig key"):
+        load_study(write(tmp_path, bad), "cpu")
+
+
+def test_gridworld_paper_scale_is_the_authors_protocol():
+    """configs/a2c_grid.json of the release: 512 envs, 3e7 steps, clip 1, the six-value lr grid
+    for Adam and RMSProp, 10 seeds; every learned family gets the same six candidates; only the
+    shipped Optim4RL gets its meta-training reward scale."""
+    study = load_study("gridworld_optimizers", "paper")
+    assert study.config == {"num_envs": 512, "grad_clip": 1.0} and study.budget == 30_000_000
+    assert len(study.seeds) == 10 and len(study.tuning_seeds) == 10
+    assert not set(study.seeds) & set(study.tuning_seeds)
+    grid = [3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4]
+    for family, variants in study.families().items():
+        if family != "random":
+            assert [v.values["lr"] for v in variants] == grid, family
+        scaled = family == "optim4rl"
+        assert all(("reward_scale" in v.config) == scaled for v in variants), family
+    assert (study.floor, study.reference, study.score_key) == ("random", "adam", "score")
+    quick = load_study("quickstart", "cpu")
+    assert not set(quick.seeds) & set(quick.tuning_seeds) and quick.last == 2

@@ -211,8 +211,9 @@ def markdown(
                 f"| {c['pairs']} | {g3(c['difference'])} | {fmt_ci(c['ci_low'], c['ci_high'])} | "
                 f"{g3(c['p_improvement'])} | {c['verdict']} |"
             )
+        floor = study.get("floor")
         uneven = sorted({(c["a"], c["candidates_a"]) for c in claims} |
-                        {(c["b"], c["candidates_b"]) for c in claims})  # fmt: skip
+                        {(c["b"], c["candidates_b"]) for c in claims if c["b"] != floor})  # fmt: skip
         if len({k for _, k in uneven}) > 1:
             counts = ", ".join(f"{f} {k}" for f, k in uneven)
             lines += [
