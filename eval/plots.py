@@ -114,14 +114,22 @@ def score_bars(ax, bars: list[dict[str, Any]]) -> None:
 def overview(
     groups: list, bars: list[dict[str, Any]], stem: Path, *, title: str = ""
 ) -> list[Path]:
-    """The study at a glance: learning curves of every task (95% intervals) and, below, the
-    per-task bar chart of normalised final scores (`score_bars`), where any task is normalised."""
-    plt = pyplot()
+    """The study at a glance (`overview_figure`) as PNG and PDF."""
+    return _save(overview_figure(groups, bars, title=title), stem)
+
+
+def overview_figure(groups: list, bars: list[dict[str, Any]], *, title: str = "") -> Any:
+    """Learning curves of every task (95% intervals) and, below, the per-task bar chart of
+    normalised final scores (`score_bars`) where any task is normalised; None without groups."""
     tasks = list(dict.fromkeys(g.task for g in groups))
+    if not tasks:
+        return None
+    plt = pyplot()
     cols = min(len(tasks), 3)
     rows = math.ceil(len(tasks) / cols)
-    fig = plt.figure(figsize=(4.2 * cols, 3.2 * rows + 3.6))
-    grid = fig.add_gridspec(rows + 1, cols, height_ratios=[1] * rows + [1.1])
+    extra = 1 if bars else 0
+    fig = plt.figure(figsize=(4.2 * cols, 3.2 * rows + 3.6 * extra))
+    grid = fig.add_gridspec(rows + extra, cols, height_ratios=[1] * rows + [1.1] * extra)
     for k, task in enumerate(tasks):
         ax = fig.add_subplot(grid[k // cols, k % cols])
         _curve_panel(ax, groups, task)
@@ -131,7 +139,7 @@ def overview(
         score_bars(fig.add_subplot(grid[rows, :]), bars)
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, stem)
+    return fig
 
 
 def sensitivity(groups: list, stem: Path, *, last: int = 1, title: str = "") -> list[Path]:

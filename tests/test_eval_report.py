@@ -502,3 +502,33 @@ def test_runs_of_variants_no_longer_in_the_study_are_left_out(tmp_path):
     assert "excluded: runs/catch/adam_lr=1.0_/seed0 is not in the study as last run" in text
     assert "adam[lr=1.0]" not in (out / "report" / "summary.csv").read_text()
     assert (out / "report" / "summary.csv").read_text() == before[1]
+
+
+def test_overview_bars_are_the_normalised_scores(hand_study):
+    """The overview's bar chart draws task_scores.csv: one bar per (task, family), its height the
+    mean normalised score and its error bar the 95% interval."""
+    from eval import plots
+    from eval.report import group_runs, load_runs
+    from eval.report.scores import evaluation_scores, task_scores
+    from optim4rl.runtime.stats import compare
+
+    runs, _ = load_runs(hand_study)
+    groups, _ = group_runs(runs)
+    bars = task_scores(compare(evaluation_scores(groups, 1), "random", "adam"))
+    evaluation = [g for g in groups if g.stage == "evaluation"]
+    fig = plots.overview_figure(evaluation, bars)
+    ax = fig.axes[-1]
+    heights = sorted(p.get_height() for p in ax.patches)
+    assert heights == pytest.approx(sorted(b["mean"] for b in bars))
+    # hand: on task a, o4rl's normalised mean is (6 - 0.5) / (11 - 0.5)
+    assert any(h == pytest.approx(5.5 / 10.5) for h in heights)
+    spans = sorted(
+        [seg[0][1], seg[1][1]]
+        for bar in ax.containers
+        if hasattr(bar, "errorbar")
+        for seg in bar.errorbar.lines[2][0].get_segments()
+    )
+    want = sorted([b["ci_low"], b["ci_high"]] for b in bars)
+    np.testing.assert_allclose(spans, want)
+    assert len(fig.axes) == 1 + 3  # three task panels and the bars
+    plots.pyplot().close(fig)
