@@ -474,7 +474,9 @@ def test_diverged_runs_count_everywhere(tmp_path):
     assert runs["catch", "rmsprop", "1"]["status"] == "diverged"
     assert float(runs["catch", "rmsprop", "1"]["held_from_step"]) == 1200
     assert runs["small_dense_short", "rmsprop", "2"]["valid_evals"] == "0"
-    assert "catch / rmsprop / seed 1 (evaluation): diverged; its evaluation at step 800 (0.3)" in text
+    assert (
+        "catch / rmsprop / seed 1 (evaluation): diverged; its evaluation at step 800 (0.3)" in text
+    )
     assert "small_dense_short/adam/seed2 is unfinished" in text
 
     # claims pair by seed, held values included: small_dense_short has adam on seeds 0, 1 only

@@ -236,8 +236,8 @@ def test_two_stage_keys(tmp_path):
     assert study.tuning_seeds == (1000, 1001) and study.swept() == ["adam"]
     assert load_study(write(tmp_path, GOOD), "paper").tuning_seeds == (5000, 5001)
     assert study.floor is None and study.reference is None and study.last == 2  # PPO: last 2
-    text = GOOD.replace('num_evals = 5', 'num_evals = 5\nfloor = "untrained"\nreference = "adam"')
-    text += '[optimizers.per_module.config]\nnum_envs = 16\n'
+    text = GOOD.replace("num_evals = 5", 'num_evals = 5\nfloor = "untrained"\nreference = "adam"')
+    text += "[optimizers.per_module.config]\nnum_envs = 16\n"
     study = load_study(write(tmp_path, text), "cpu")
     assert (study.floor, study.reference) == ("untrained", "adam")
     assert study.variants[-1].config == {"num_envs": 16} and study.variants[0].config == {}

@@ -83,7 +83,8 @@ def _lr_label(config: dict[str, Any]) -> str:
 
 
 def load_study(folder: Path) -> tuple[list[Group], list[str]]:
-    """RESeL groups of a `python -m eval run` folder; notes on what was left out."""
+    """RESeL groups of a `python -m eval run` folder (its evaluation seeds); notes on what was
+    left out."""
     groups: dict[tuple[str, str], Group] = {}
     notes, algorithms = [], set()
     for run in sorted(p for p in (folder / "runs").glob("*/*/*") if p.is_dir()):
@@ -92,8 +93,8 @@ def load_study(folder: Path) -> tuple[list[Group], list[str]]:
             continue
         cfg = json.loads(cfg_path.read_text())
         algorithms.add(cfg.get("algorithm"))
-        if cfg.get("algorithm") != "resel":
-            continue
+        if cfg.get("algorithm") != "resel" or cfg.get("stage") == "tuning":
+            continue  # a sweep's tuning runs chose a variant; the evaluation seeds are the result
         if not (run / "done.json").exists():
             notes.append(f"unfinished run left out: {run}")
             continue

@@ -107,12 +107,21 @@ def protocol(study: dict[str, Any], level: float, claims: int) -> list[str]:
             f"{_seed_list(tuning)}; the candidate with the best mean final score was run again "
             "on the evaluation seeds (tuning table at the end)."
         )
+    cover = stats.coverage_at(len(seeds)) if len(seeds) > 1 else None
+    at_n = (
+        f" At {len(seeds)} evaluation seeds, simulated coverage of a nominal 95% interval: "
+        f"Student-t {100 * cover['t']:.3g}% (normal data), {100 * cover['t_lognormal']:.3g}% "
+        f"(log-normal), percentile-bootstrap IQM {100 * cover['bootstrap_iqm']:.3g}%"
+        + (" (so printed)." if stats.bootstrap_iqm_covers(len(seeds)) else " (so not printed).")
+        if cover
+        else ""
+    )
     lines.append(
         "Every seed counts: a diverged seed (non-finite parameters or loss) keeps its last finite "
         "evaluation to the end of training (listed at the end). Tables: mean ± standard error "
         "over seeds, 95% Student-t interval; IQM with a percentile-bootstrap interval only at seed "
         "counts where that interval covers (simulated coverage within 2 points of 95%, "
-        "`optim4rl.runtime.stats.bootstrap_iqm_covers`), else the IQM alone. 3 significant figures."
+        "`optim4rl.runtime.stats.coverage`), else the IQM alone. 3 significant figures." + at_n
     )
     if claims:
         lines.append(

@@ -267,6 +267,19 @@ COVERAGE_TOLERANCE = 0.02  # an interval method is used where its simulated cove
 
 
 @lru_cache(maxsize=64)
+def coverage_at(n: int, confidence: float = 0.95) -> dict[str, float]:
+    """The simulated coverage of the report's intervals at n seeds: Student-t on normal and on
+    log-normal data, the percentile-bootstrap IQM on normal data (`coverage`)."""
+    if n < 2:
+        return {"t": float("nan"), "t_lognormal": float("nan"), "bootstrap_iqm": float("nan")}
+    return {
+        "t": coverage("t", n, confidence=confidence),
+        "t_lognormal": coverage("t", n, "lognormal", confidence=confidence),
+        "bootstrap_iqm": coverage("bootstrap_iqm", n, confidence=confidence),
+    }
+
+
+@lru_cache(maxsize=64)
 def bootstrap_iqm_covers(n: int, confidence: float = 0.95) -> bool:
     """Whether the percentile-bootstrap IQM interval covers within COVERAGE_TOLERANCE of its
     nominal level at n seeds (normal reference, `coverage`); where it does not, reports print the
@@ -274,7 +287,7 @@ def bootstrap_iqm_covers(n: int, confidence: float = 0.95) -> bool:
     normal data at any n >= 2 and carry every claim."""
     if n < 2:
         return False
-    return coverage("bootstrap_iqm", n, confidence=confidence) >= confidence - COVERAGE_TOLERANCE
+    return coverage_at(n, confidence)["bootstrap_iqm"] >= confidence - COVERAGE_TOLERANCE
 
 
 ALL_TASKS = "all tasks (normalised)"  # the task label of the cross-task claims
