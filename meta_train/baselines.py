@@ -1,80 +1,119 @@
 """The toolkit's gridworld evaluation protocol, and the hand-tuned baselines it scores against.
 
-Protocol (`EvalConfig`, one implementation used by `python -m meta_train evaluate`, `baselines` and
-the a2c studies): fresh A2C agents with `num_envs` environments each, trained for `env_steps`
-environment steps (or `num_updates` updates of 20 steps per env); every optimizer, hand-designed
-or learned, gets the gradient clipped element-wise to [-1, 1] first (the authors' `grad_clip` =
-optax.clip; the learned ones clip their input the same way) and the same per-task reward scale in
-the A2C loss (returns are reported unscaled). The logged return is the authors': the mean return
-of the episodes that finished inside a window of updates (`meta_train.a2c.window_returns`). The
-score of a run is its final return, that mean over the last 10% of updates. Baselines: Adam and
-RMSProp over the spec's learning-rate grid, the best lr per task by the mean score over seeds. One
-compiled program per task runs the whole grid x seeds (the learning rate is traced and vmapped).
+Protocol (`EvalConfig`; one implementation, `compare_families`, used by `python -m meta_train
+evaluate` and `baselines`): fresh A2C agents (`meta_train.a2c.make_agent`) with `num_envs`
+environments each, trained for `env_steps` environment steps (or `num_updates` updates of 20 steps
+per env) on the one run driver (`optim4rl.runtime.driver.run`, seeds vmapped, a diverged seed
+frozen while the others finish, seed s drawn from jax.random.key(s)). Every optimizer gets the
+gradient clipped element-wise to [-grad_clip, grad_clip] first (the authors' `grad_clip` =
+optax.clip). Scores, as the authors score a run (their analysis_grid.py):
 
-`python -m meta_train baselines --preset cpu --out runs/baselines` writes baselines.json and a
-Markdown + CSV table (mean ± standard error over seeds per lr). `--optimizers adam --lrs 3e-3`
-runs one cell of the grid, e.g. to set one configuration beside the authors' code.
+- the score of a run is the agent's metric "score" at its last evaluation: the mean of the last
+  20 logged update returns (`meta_train.a2c.SCORE_POINTS`); a seed that diverged keeps its last
+  finite score (`stats.hold`; with no finite evaluation at all, the random policy's mean score on
+  the task), and every seed counts;
+- learning curves: the logged return of each of `num_evals` windows of updates, held the same way.
+
+Two stages, on disjoint seeds. Stage 1: every candidate (learning rate) of every swept family runs
+on the tuning seeds (1000, 1001, ...) and `stats.select` picks each family's lr per task. Stage 2:
+each family's chosen variant, and the unswept families (the random policy: the untrained network,
+lr 0), run on the evaluation seeds (0, 1, ...); only stage 2 is reported as results. Claims and
+normalised scores (random = 0, tuned Adam = 1) come from `stats.compare` alone.
+
+`python -m meta_train baselines --preset cpu --out runs/baselines`: Adam and RMSProp as the authors
+train them (clip 1, no reward scale) over the lr grid; writes baselines.json (`results[task]["adam"]
+["lr"]` is the chosen lr, which `evaluate --baselines` reads), baselines.md and baselines.csv.
+`--optimizers adam --lrs 3e-3` runs one cell, e.g. to set one configuration beside the authors'
+code.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from tqdm.auto import tqdm
 
 from meta_train import envs
-from meta_train.a2c import A2CConfig, make_train_fn, window_returns
+from meta_train.a2c import SCORE_POINTS, A2CConfig, make_agent
 from meta_train.cli import baselines_parser
 from optim4rl.container import atomic_write_bytes as atomic_write
+from optim4rl.runtime import driver, stats
 from optim4rl.runtime.cli import error, interrupted
 from optim4rl.runtime.errors import Interrupted, UsageError
 
 LR_GRID = (3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
 OPTIMIZERS = {"adam": optax.adam, "rmsprop": optax.rmsprop}
-CURVE_POINTS = 50  # windows of the stored learning curves
+CURVE_POINTS = 50  # evaluations (windows of updates) per run: the learning curves' points
+TUNING_SEED_BASE = 1000  # tuning seeds are 1000, 1001, ...; evaluation seeds 0, 1, ...
+FLOOR, REFERENCE = "random", "adam"  # the normalisation's 0 and 1
 # The authors' released evaluation (configs/a2c_grid.json, lopt_rl_*.json, a2c_catch.json): one
 # agent with 512 envs for 3e7 steps on a gridworld, 64 envs for 5e5 steps on Catch.
 RELEASE_ENV_STEPS = {**dict.fromkeys(envs.GRIDWORLD_TASKS, 30_000_000), "catch": 500_000}
+SCORE_RULE = (
+    f"the agent's final score, the mean of the last {SCORE_POINTS} logged update returns (the "
+    "authors' analysis_grid.py); a diverged seed keeps its last finite score (the random "
+    "policy's mean where it has none) and counts"
+)
+SELECTION_RULE = (
+    "per task and family, the learning rate with the highest mean score on the tuning seeds "
+    "(optim4rl.runtime.stats.select); results on the evaluation seeds only"
+)
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     """How fresh agents are trained to score an optimizer (see the module docstring).
 
-    env_steps: {task: environment steps per agent}; a task it omits runs `num_updates` updates.
+    seeds: evaluation seeds 0..seeds-1 (reported); tuning_seeds: 1000..1000+tuning_seeds-1 (the
+    selection of learning rates only). env_steps: {task: environment steps per agent}; a task it
+    omits runs `num_updates` updates.
     """
 
     tasks: tuple[str, ...] = envs.GRIDWORLD_TASKS
     seeds: int = 10
+    tuning_seeds: int = 10
     num_updates: int = 5000
     num_envs: int = 1
     env_steps: dict[str, int] = field(default_factory=dict)
-    final_fraction: float = 0.1
     grad_clip: float | None = 1.0
     conv_layout: str = "spatial"  # the big maps' network (A2CConfig.conv_layout)
 
     def __post_init__(self):
         for task in (*self.tasks, *self.env_steps):
             envs.check_task(task)
-        bad = self.seeds < 1 or self.num_updates < 1 or self.num_envs < 1
-        if bad or not 0 < self.final_fraction <= 1 or any(v < 1 for v in self.env_steps.values()):
+        bad = not 1 <= self.seeds <= TUNING_SEED_BASE or self.tuning_seeds < 1
+        if bad or self.num_updates < 1 or self.num_envs < 1 or not self.tasks:
             raise ValueError(f"bad EvalConfig {self}")
+        if any(v < 1 for v in self.env_steps.values()):
+            raise ValueError(f"bad EvalConfig {self}: env_steps must be >= 1")
+
+    @property
+    def seed_ids(self) -> list[int]:
+        """The evaluation seeds: 0 .. seeds - 1."""
+        return list(range(self.seeds))
+
+    @property
+    def tuning_seed_ids(self) -> list[int]:
+        """The tuning seeds: 1000 .. 1000 + tuning_seeds - 1 (disjoint from `seed_ids`)."""
+        return list(range(TUNING_SEED_BASE, TUNING_SEED_BASE + self.tuning_seeds))
 
     def updates(self, task: str, rollout_len: int = 20) -> int:
         """A2C updates of one agent on `task`: env_steps / (rollout_len x num_envs), at least 1."""
         if task in self.env_steps:
             return max(self.env_steps[task] // (rollout_len * self.num_envs), 1)
         return self.num_updates
+
+    def num_evals(self, task: str) -> int:
+        """Evaluations (windows of updates) per run: CURVE_POINTS, or every update if fewer."""
+        return min(CURVE_POINTS, self.updates(task))
 
     def a2c(self, task: str, reward_scale: float = 1.0) -> A2CConfig:
         """The agent of this protocol on `task`."""
@@ -88,116 +127,472 @@ class EvalConfig:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.__dict__, "tasks": list(self.tasks), "env_steps": dict(self.env_steps)}
+        return {
+            **self.__dict__,
+            "tasks": list(self.tasks),
+            "env_steps": dict(self.env_steps),
+            "evaluation_seeds": self.seed_ids,
+            "tuning_seed_ids": self.tuning_seed_ids,
+        }
 
 
 EVAL_PRESETS = {
-    # the authors' release: 512 envs per agent, 3e7 env steps per gridworld (2,929 updates)
-    "paper": EvalConfig(num_envs=512, env_steps=RELEASE_ENV_STEPS),
+    # the authors' release: 512 envs per agent, 3e7 env steps per gridworld (2,929 updates), and
+    # their 10 seeds (here 10 to choose the lr and 10 others to report)
+    "paper": EvalConfig(num_envs=512, env_steps=RELEASE_ENV_STEPS, seeds=10, tuning_seeds=10),
     # one env per agent for 5,000 updates (1e5 steps): this toolkit's earlier "paper" preset
-    "single_env": EvalConfig(),
-    # one env, 1,000 updates, 4 seeds, on the maps where tuned Adam separates from the random
-    # policy at this size (the measurements: docs/meta_train.md, "Measurements behind defaults")
-    "cpu": EvalConfig(tasks=("small_dense_short", "small_dense_long"), seeds=4, num_updates=1000),
-    "smoke": EvalConfig(tasks=("small_dense_short",), seeds=2, num_updates=20),
+    "single_env": EvalConfig(seeds=10, tuning_seeds=10),
+    # one env, 1,000 updates, on the maps where tuned Adam separates from the random policy at
+    # this size (the measurements: docs/meta_train.md, "Measurements behind defaults")
+    "cpu": EvalConfig(
+        tasks=("small_dense_short", "small_dense_long"), seeds=8, tuning_seeds=4, num_updates=1000
+    ),
+    "smoke": EvalConfig(tasks=("small_dense_short",), seeds=2, tuning_seeds=2, num_updates=20),
     # the release's Catch evaluation (a2c_catch.json, lopt_rl_catch.json): 64 envs, 5e5 steps, no
     # gradient clip
     "catch": EvalConfig(
-        tasks=("catch",), seeds=5, num_envs=64, env_steps={"catch": 500_000}, grad_clip=None
+        tasks=("catch",),
+        seeds=10,
+        tuning_seeds=5,
+        num_envs=64,
+        env_steps={"catch": 500_000},
+        grad_clip=None,
     ),
 }
 
 
-def _logged(runs: dict[str, np.ndarray], edges: np.ndarray) -> np.ndarray:
-    total, count, last = (runs[k] for k in ("episode_return_sum", "episodes", "episode_return"))
-    return window_returns(total, count, last, edges)
+@dataclass(frozen=True)
+class Family:
+    """One optimizer family of a comparison: `make(lr)` builds its optax transform at a learning
+    rate, `lrs` its candidates (more than one: swept on the tuning seeds), `reward_scale` the
+    factor of the rewards in its agents' A2C loss (returns are reported unscaled), `note` what the
+    report says beside it (e.g. where its one candidate was chosen)."""
+
+    make: Callable[[float], optax.GradientTransformation]
+    lrs: tuple[float, ...]
+    reward_scale: float = 1.0
+    note: str = ""
+
+    @property
+    def swept(self) -> bool:
+        return len(self.lrs) > 1
 
 
-def final_return(runs: dict[str, np.ndarray], fraction: float) -> np.ndarray:
-    """The authors' logged return over the last `fraction` of updates: (..., num_updates) metrics
-    of `train_runs` -> (...)."""
-    n = runs["episodes"].shape[-1]
-    return _logged(runs, np.array([n - max(1, int(round(n * fraction))), n]))[..., 0]
+def random_family() -> Family:
+    """The floor: the untrained network (optax.sgd at lr 0), unscaled."""
+    return Family(optax.sgd, (0.0,), 1.0, "the untrained network (lr 0); not swept")
 
 
-def curve(runs: dict[str, np.ndarray], points: int = CURVE_POINTS) -> np.ndarray:
-    """The logged return over `points` equal windows of updates: (..., num_updates) -> (..., W)."""
-    n = runs["episodes"].shape[-1]
-    return _logged(runs, np.unique(np.linspace(0, n, min(points, n) + 1).astype(int)))
+def hand_family(name: str, lrs: Sequence[float], note: str = "") -> Family:
+    """Adam or RMSProp (OPTIMIZERS[name]) as the authors train them: no reward scale."""
+    return Family(lambda lr: OPTIMIZERS[name](lr), _unique(lrs), 1.0, note)
 
 
-def train_runs(
-    task: str,
-    make_optimizer: Callable[[Any], optax.GradientTransformation],
-    grid: Any,
-    ec: EvalConfig,
-    reward_scale: float = 1.0,
-    seed: int = 0,
-) -> dict[str, np.ndarray]:
-    """Agents of protocol `ec` on `task` for every entry of `grid` (a pytree whose leaves have a
-    leading axis G, given to `make_optimizer`) x `ec.seeds` seeds, in one compiled program.
+def _unique(lrs: Sequence[float]) -> tuple[float, ...]:
+    return tuple(dict.fromkeys(float(lr) for lr in lrs))
 
-    Seed i is jax.random.key(seed + i), as in `python -m eval run`'s a2c studies. Returns the
-    per-update metrics needed for scoring, each (G, seeds, num_updates).
+
+def held(rows: list[dict], seeds: Sequence[int], key: str, length: int, fill: float) -> np.ndarray:
+    """[seeds, length]: each seed's values of row field `key` over its evaluations, up to its
+    first non-finite one, the last held to the end (`stats.hold`; `fill` where there is none)."""
+    per: dict[int, list] = {s: [] for s in seeds}
+    for row in rows:
+        per[row["seed"]].append(row.get(key))
+    out = []
+    for s in seeds:
+        valid = []
+        for v in per[s]:
+            if v is None or not math.isfinite(v):
+                break
+            valid.append(v)
+        out.append(stats.hold(valid, length, fill))
+    return np.array(out, float).reshape(len(seeds), length)
+
+
+def summarise(result: driver.Result, seeds: Sequence[int], length: int, fill: float) -> dict:
+    """One run of several seeds: per-seed final scores (held), their mean, s.e., 95% t interval,
+    the diverged seeds and the driver's messages, and the per-seed held return curves."""
+    seeds = list(seeds)
+    scores = held(result.rows, seeds, "score", length, fill)[:, -1]
+    mean, se = stats.mean_se(scores)
+    ci = stats.t_interval(scores)
+    return {
+        "seeds": seeds,
+        "scores": scores.tolist(),
+        "n": len(seeds),
+        "mean": mean,
+        "se": se,
+        "ci95": [ci.low, ci.high],
+        "diverged": [int(s) for s in result.diverged],
+        "messages": list(result.messages),
+        "curves": held(result.rows, seeds, "return", length, fill).tolist(),
+    }
+
+
+def build_agent(ec: EvalConfig, task: str, family: Family, lr: float):
+    """The A2C agent (`make_agent`) of the protocol on `task` with `family` at `lr`."""
+    config = ec.a2c(task, family.reward_scale)
+    return make_agent(config, family.make(lr), ec.num_evals(task))
+
+
+def _curve_steps(ec: EvalConfig, task: str) -> list[int]:
+    """Environment steps at the end of each evaluation window (make_agent's windows)."""
+    config = ec.a2c(task)
+    edges = np.linspace(0, config.num_updates, ec.num_evals(task) + 1).astype(int)
+    return (edges[1:] * config.rollout_len * config.num_envs).tolist()
+
+
+def _task_runs(
+    ec: EvalConfig, task: str, fams: dict[str, Family], bar, progress: bool
+) -> dict[str, dict]:
+    """Both stages on one task: {family: {"lr", "candidates", "reward_scale", "note", "tuning":
+    {lr label: summary on the tuning seeds}, **summary on the evaluation seeds, "curve_steps"}}."""
+    length = ec.num_evals(task)
+    agents: dict[tuple[str, float], Any] = {}  # one build per variant: stage 2 reuses stage 1's
+
+    def run(name: str, lr: float, seeds: list[int], fill: float, stage: str) -> dict:
+        if (name, lr) not in agents:
+            agents[name, lr] = build_agent(ec, task, fams[name], lr)
+        desc = f"{task} {name} lr={lr:g} ({stage})"
+        bar.set_postfix_str(desc)
+        result = driver.run(agents[name, lr], seeds, progress=progress, desc=desc, leave=False)
+        bar.update()
+        out = summarise(result, seeds, length, fill)
+        if stage == "tuning":
+            del out["curves"]
+        return out
+
+    nan = float("nan")
+    swept = [name for name, fam in fams.items() if fam.swept]
+    tuning: dict[str, dict[str, dict]] = {name: {} for name in fams}
+    fill = nan  # the random policy's mean score on these seeds, for a seed with no finite score
+    if swept and FLOOR in fams:
+        lr = fams[FLOOR].lrs[0]
+        tuning[FLOOR][f"{lr:g}"] = run(FLOOR, lr, ec.tuning_seed_ids, nan, "tuning")
+        fill = tuning[FLOOR][f"{lr:g}"]["mean"]
+    chosen = {name: fam.lrs[0] for name, fam in fams.items()}
+    for name in swept:
+        for lr in fams[name].lrs:
+            tuning[name][f"{lr:g}"] = run(name, lr, ec.tuning_seed_ids, fill, "tuning")
+        pick = stats.select({k: np.asarray(v["scores"]) for k, v in tuning[name].items()})
+        chosen[name] = fams[name].lrs[list(tuning[name]).index(pick)]
+    out: dict[str, dict] = {}
+    order = ([FLOOR] if FLOOR in fams else []) + [n for n in fams if n != FLOOR]
+    fill = nan
+    for name in order:
+        fam = fams[name]
+        out[name] = {
+            "lr": chosen[name],
+            "candidates": list(fam.lrs),
+            "reward_scale": fam.reward_scale,
+            "note": fam.note,
+            "tuning": tuning[name],
+            **run(name, chosen[name], ec.seed_ids, fill, "evaluation"),
+            "curve_steps": _curve_steps(ec, task),
+        }
+        if name == FLOOR:
+            fill = out[name]["mean"]
+    return {name: out[name] for name in fams}  # the caller's order
+
+
+def compare_families(
+    ec: EvalConfig, families: dict[str, dict[str, Family]], progress: bool = True, label: str = ""
+) -> dict:
+    """Run the protocol for {task: {family: Family}} and compare on the evaluation seeds.
+
+    Returns {"results": {task: {family: ...}} (`_task_runs`), "comparison": `comparison_json` of
+    `stats.compare(scores, floor="random", reference="adam")`} where scores[task][family][seed]
+    are the evaluation seeds' final scores (floor or reference left out where a family is absent).
     """
-    train = make_train_fn(ec.a2c(task, reward_scale), make_optimizer)
-    run = jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, 0))
-    keys = jax.vmap(jax.random.key)(jnp.arange(seed, seed + ec.seeds))  # as `eval run` seeds
-    _, metrics = jax.jit(run)(keys, grid)
-    return {k: np.asarray(metrics[k]) for k in ("episode_return_sum", "episodes", "episode_return")}
+    runs = 0
+    for fams in families.values():
+        swept = sum(len(f.lrs) for f in fams.values() if f.swept)
+        runs += swept + (1 if swept and FLOOR in fams else 0) + len(fams)
+    bar = tqdm(total=runs, desc=label, unit="run", disable=not progress)
+    try:
+        results = {
+            task: _task_runs(ec, task, fams, bar, progress) for task, fams in families.items()
+        }
+    finally:
+        bar.close()
+    scores = {
+        task: {name: dict(zip(r["seeds"], r["scores"], strict=True)) for name, r in per.items()}
+        for task, per in results.items()
+    }
+    has = lambda name: all(name in per for per in results.values())  # noqa: E731
+    comparison = stats.compare(
+        scores, floor=FLOOR if has(FLOOR) else None, reference=REFERENCE if has(REFERENCE) else None
+    )
+    return {"results": results, "comparison": comparison_json(comparison)}
 
 
-def sweep_curves(
-    task: str, name: str, lrs, ec: EvalConfig, reward_scale: float = 1.0, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """`train_runs` of A2C with hand optimizer `name` over learning rates `lrs` (lr 0 leaves the
-    network at its initialisation: the random policy)."""
-    grid = jnp.asarray(lrs, jnp.float32)
-    return train_runs(task, lambda lr: OPTIMIZERS[name](lr), grid, ec, reward_scale, seed)
+def comparison_json(c: stats.Comparison) -> dict:
+    """`stats.Comparison` as JSON: the claims, their level, winners and reasons, the normalised
+    per-seed scores with their mean and 95% t interval per (task, family), the mean over every
+    normalised task (per (task, seed)), and why a task is not normalised."""
+
+    def interval(values: list[float]) -> dict:
+        ci = stats.t_interval(np.asarray(values))
+        return {"n": len(values), "mean": ci.estimate, "ci95": [ci.low, ci.high]}
+
+    normalised = {
+        task: {
+            name: {
+                "seeds": list(v),
+                "scores": [float(x) for x in v.values()],
+                **interval(list(v.values())),
+            }
+            for name, v in fams.items()
+        }
+        for task, fams in c.normalised.items()
+    }
+    pooled: dict[str, list[float]] = {}
+    for fams in normalised.values():
+        for name, v in fams.items():
+            pooled.setdefault(name, []).extend(v["scores"])
+    claims = [
+        {
+            "task": k.task,
+            "a": k.a,
+            "b": k.b,
+            "difference": k.difference.estimate,
+            "low": k.difference.low,
+            "high": k.difference.high,
+            "n": k.difference.n,
+            "confidence": k.difference.confidence,
+            "improvement": k.improvement,
+            "verdict": k.verdict,
+        }
+        for k in c.claims
+    ]
+    return {
+        "level": c.level,
+        "claims": claims,
+        "winners": c.winners,
+        "reasons": c.reasons,
+        "normalised": normalised,
+        "normalised_all": {
+            "tasks": list(normalised),
+            **{name: interval(v) for name, v in pooled.items()},
+        },
+        "unused": c.unused,
+    }
+
+
+# ---------------------------------------------------------------------------------- reports
+
+
+def g3(x: float | None) -> str:
+    """A number with 3 significant figures ('–' for None or NaN)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:.3g}"
+
+
+def s3(x: float | None) -> str:
+    """A score with 3 significant figures; |x| < 1e-6 (float32 noise on returns of order 1, e.g.
+    the floor's normalised mean) as 0."""
+    return "0" if x is not None and abs(x) < 1e-6 else g3(x)
+
+
+def pm(mean: float, se: float | None) -> str:
+    return f"{s3(mean)} ± {s3(se)}" if se is not None and math.isfinite(se) else s3(mean)
+
+
+def bracket(low: float | None, high: float | None) -> str:
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return "–"
+    return f"[{s3(low)}, {s3(high)}]"
+
+
+def seed_text(seeds: Sequence[int]) -> str:
+    """'0-7', '1000-1003', '3, 5'."""
+    seeds = sorted(int(s) for s in seeds)
+    parts, i = [], 0
+    while i < len(seeds):
+        j = i
+        while j + 1 < len(seeds) and seeds[j + 1] == seeds[j] + 1:
+            j += 1
+        parts.append(
+            f"{seeds[i]}-{seeds[j]}" if j > i + 1 else ", ".join(map(str, seeds[i : j + 1]))
+        )
+        i = j + 1
+    return ", ".join(parts)
+
+
+def diverged_text(r: dict) -> str:
+    d = r.get("diverged", [])
+    return f"{len(d)} of {r['n']} (seeds {seed_text(d)})" if d else "0"
+
+
+def candidates_text(r: dict) -> str:
+    n = len(r["candidates"])
+    if n > 1:
+        return f"{n} (chosen on the tuning seeds)"
+    return f"1: {r['note']}" if r.get("note") else "1"
+
+
+def markdown(title: str, header: list[str], payload: dict) -> str:
+    """The report: header lines, results on the evaluation seeds, claims, winners, normalisation,
+    the tuning table."""
+    results, comp = payload["results"], payload["comparison"]
+    norm = comp["normalised"]
+    md = [f"# {title}", "", *[f"- {line}" for line in header], ""]
+    md += [
+        "## Results (evaluation seeds)",
+        "",
+        "The final score of each evaluation seed (above); mean ± standard error over seeds, "
+        "Student-t interval; normalised: random = 0, tuned adam = 1, on the tasks where adam is "
+        "separated above random (below).",
+        "",
+        "| task | family | lr | candidates | seeds | diverged | mean ± s.e. | 95% t interval "
+        "| normalised mean [95% t] |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task, per in results.items():
+        for name, r in per.items():
+            nr = norm.get(task, {}).get(name)
+            ncell = f"{s3(nr['mean'])} {bracket(*nr['ci95'])}" if nr else "–"
+            md.append(
+                f"| {task} | {name} | {g3(r['lr'])} | {candidates_text(r)} | {r['n']} "
+                f"({seed_text(r['seeds'])}) | {diverged_text(r)} | {pm(r['mean'], r['se'])} "
+                f"| {bracket(*r['ci95'])} | {ncell} |"
+            )
+    claims = comp["claims"]
+    md += ["", "## Claims", ""]
+    if claims:
+        md += [
+            f"Differences a − b paired by seed, Student-t intervals at the simultaneous level "
+            f"{100 * comp['level']:.3g}% (Bonferroni over {len(claims)} claim(s): all hold together "
+            "with probability 95%); P(a > b): rliable's probability of improvement.",
+            "",
+            "| task | a − b | n | difference [interval] | P(a > b) | verdict |",
+            "|---|---|---|---|---|---|",
+        ]
+        for k in claims:
+            md.append(
+                f"| {k['task']} | {k['a']} − {k['b']} | {k['n']} | {s3(k['difference'])} "
+                f"{bracket(k['low'], k['high'])} | {g3(k['improvement'])} | {k['verdict']} |"
+            )
+    else:
+        md.append("No claims (one family per task).")
+    md += ["", "## Winners", ""]
+    for task, winner in comp["winners"].items():
+        why = comp["reasons"].get(task, "")
+        md.append(f"- {task}: **{winner}** ({why})" if winner else f"- {task}: none ({why})")
+    md += ["", "## Normalisation", ""]
+    for task in results:
+        if task in norm:
+            md.append(f"- {task}: normalised (adam is separated above random)")
+        else:
+            md.append(f"- {task}: not normalised: {comp['unused'].get(task, '')}")
+    agg = comp["normalised_all"]
+    if len(agg["tasks"]) >= 2:
+        for name, v in agg.items():
+            if name != "tasks":
+                md.append(
+                    f"- over the {len(agg['tasks'])} normalised tasks, per (task, seed): {name} "
+                    f"{s3(v['mean'])} {bracket(*v['ci95'])} (n = {v['n']})"
+                )
+    md += _tuning_table(results)
+    return "\n".join(md) + "\n"
+
+
+def _tuning_table(results: dict) -> list[str]:
+    md = [
+        "",
+        "## Tuning (tuning seeds; the selection only, not results)",
+        "",
+        "| task | family | lr | seeds | mean ± s.e. | diverged | |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task, per in results.items():
+        for name, r in per.items():
+            if not r["tuning"]:
+                md.append(
+                    f"| {task} | {name} | {g3(r['lr'])} | – | – | – | 1 candidate, not run "
+                    f"here: {r['note'] or 'not swept'} |"
+                )
+                continue
+            for label, t in r["tuning"].items():
+                mark = "reference (not selected)" if name == FLOOR else ""
+                if name != FLOOR and label == f"{r['lr']:g}":
+                    mark = "**chosen**"
+                md.append(
+                    f"| {task} | {name} | {label} | {t['n']} ({seed_text(t['seeds'])}) "
+                    f"| {pm(t['mean'], t['se'])} | {diverged_text(t)} | {mark} |"
+                )
+    return md
+
+
+CSV_HEAD = [
+    "task", "family", "lr", "candidates", "seeds", "diverged", "mean", "se", "ci95_low",
+    "ci95_high", "normalised_mean", "normalised_ci95_low", "normalised_ci95_high",
+]  # fmt: skip
+
+
+def csv_text(payload: dict) -> str:
+    """One row per (task, family) on the evaluation seeds, full precision."""
+    norm = payload["comparison"]["normalised"]
+    rows = [",".join(CSV_HEAD)]
+    for task, per in payload["results"].items():
+        for name, r in per.items():
+            nr = norm.get(task, {}).get(name, {"mean": None, "ci95": [None, None]})
+            cells = [task, name, r["lr"], len(r["candidates"]), r["n"], len(r["diverged"]),
+                     r["mean"], r["se"], *r["ci95"], nr["mean"], *nr["ci95"]]  # fmt: skip
+            rows.append(",".join("" if c is None else str(c) for c in cells))
+    return "\n".join(rows) + "\n"
+
+
+def json_safe(x: Any) -> Any:
+    """NaN and infinities as null, so the files are strict JSON."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [json_safe(v) for v in x]
+    return x
+
+
+def write_outputs(out: Path, stem: str, title: str, header_lines: list[str], payload: dict) -> str:
+    """stem.json, stem.md and stem.csv into `out` (each atomically); returns the Markdown."""
+    payload = json_safe(payload)
+    md = markdown(title, header_lines, payload)
+    atomic_write(out / f"{stem}.json", json.dumps(payload, indent=1).encode())
+    atomic_write(out / f"{stem}.md", md.encode())
+    atomic_write(out / f"{stem}.csv", csv_text(payload).encode())
+    return md
+
+
+def protocol_lines(ec: EvalConfig) -> list[str]:
+    """The report's header lines that describe the protocol and its seeds."""
+    size = ", ".join(f"{t} {ec.updates(t):,} updates" for t in ec.tasks)
+    clip = f"element-wise gradient clip {ec.grad_clip:g}" if ec.grad_clip else "no gradient clip"
+    return [
+        f"protocol: A2C, {ec.num_envs} env(s) per agent, {size}, {clip} before every optimizer, "
+        f"{ec.conv_layout} conv on the big maps; the one run driver",
+        f"evaluation seeds: {seed_text(ec.seed_ids)} (reported); tuning seeds: "
+        f"{seed_text(ec.tuning_seed_ids)} (the selection only; disjoint)",
+        f"selection: {SELECTION_RULE}",
+        f"score: {SCORE_RULE}",
+    ]
+
+
+# ------------------------------------------------------------------------------- baselines
 
 
 def tune(
     ec: EvalConfig,
-    lrs=LR_GRID,
-    reward_scale: dict | None = None,
+    lrs: Sequence[float] = LR_GRID,
     progress: bool = True,
     optimizers: tuple[str, ...] = tuple(OPTIMIZERS),
 ) -> dict:
-    """{task: {optimizer: {"lr": best, "scores": {lr: mean}, "stderr": {lr: s.e.}, "finals":
-    {lr: [per seed]}}}} over the grid; `reward_scale` {task: c} (default 1) as in `EvalConfig`'s
-    protocol."""
-    reward_scale = reward_scale or {}
-    results: dict = {}
-    jobs = [(t, n) for t in ec.tasks for n in optimizers]
-    for task, name in tqdm(jobs, desc="baselines", disable=not progress):
-        runs = sweep_curves(task, name, lrs, ec, float(reward_scale.get(task, 1.0)))
-        finals = final_return(runs, ec.final_fraction)  # (lrs, seeds)
-        scores = finals.mean(-1)
-        stderr = finals.std(-1, ddof=1) / np.sqrt(finals.shape[-1]) if ec.seeds > 1 else 0 * scores
-        best = int(np.argmax(scores))
-        keys = [f"{lr:g}" for lr in lrs]
-        results.setdefault(task, {})[name] = {
-            "lr": float(lrs[best]),
-            "scores": dict(zip(keys, scores.tolist(), strict=True)),
-            "stderr": dict(zip(keys, stderr.tolist(), strict=True)),
-            "finals": dict(zip(keys, finals.tolist(), strict=True)),
-        }
-    return results
-
-
-def write_table(results: dict, out: Path, lrs=LR_GRID) -> None:
-    head = ["task", "optimizer", *[f"{lr:g}" for lr in lrs], "best lr"]
-    cell = lambda r, k: f"{r['scores'][k]:.3f} ± {r['stderr'][k]:.3f}"
-    rows = [
-        [task, name, *[cell(r, f"{lr:g}") for lr in lrs], f"{r['lr']:g}"]
-        for task, per in results.items()
-        for name, r in per.items()
-    ]
-    md = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    md += ["| " + " | ".join(row) + " |" for row in rows]
-    atomic_write(out / "baselines.md", ("\n".join(md) + "\n").encode())
-    csv = [",".join(head)] + [",".join(row) for row in rows]
-    atomic_write(out / "baselines.csv", ("\n".join(csv) + "\n").encode())
+    """`compare_families` of the hand-designed `optimizers`, each over `lrs`, and the random
+    policy, on every task of `ec`."""
+    fams = {name: hand_family(name, lrs) for name in optimizers}
+    fams[FLOOR] = random_family()
+    return compare_families(ec, dict.fromkeys(ec.tasks, fams), progress, "baselines")
 
 
 def _env_steps(text: str, tasks: tuple[str, ...]) -> dict[str, int]:
@@ -215,6 +610,8 @@ def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
         ec = replace(ec, tasks=tuple(t.strip() for t in args.tasks.split(",") if t))
     if args.seeds:
         ec = replace(ec, seeds=args.seeds)
+    if getattr(args, "tuning_seeds", None):
+        ec = replace(ec, tuning_seeds=args.tuning_seeds)
     if args.num_envs:
         ec = replace(ec, num_envs=args.num_envs)
     if args.updates:
@@ -231,18 +628,30 @@ def main(argv: list[str]) -> int:
     try:
         ec = eval_config_from_args(args)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return error(str(err))
     out = Path(args.out)
-    lrs = tuple(args.lrs)
+    lrs = _unique(args.lrs)
     try:
-        results = tune(ec, lrs, optimizers=tuple(args.optimizers))
+        payload = tune(ec, lrs, progress=not args.no_progress, optimizers=tuple(args.optimizers))
     except UsageError as err:
         return error(str(err))
     except Interrupted as err:
         return interrupted(err)
-    payload = {"eval_config": ec.to_json(), "lrs": list(lrs), "results": results}
-    atomic_write(out / "baselines.json", json.dumps(payload, indent=2).encode())
-    write_table(results, out, lrs)
-    print((out / "baselines.md").read_text())
+    header = {
+        "command": "baselines",
+        "eval_config": ec.to_json(),
+        "lrs": list(lrs),
+        "evaluation_seeds": ec.seed_ids,
+        "tuning_seeds": ec.tuning_seed_ids,
+        "selection": SELECTION_RULE,
+        "score": SCORE_RULE,
+        "reward_scale": "none (the authors' baselines)",
+    }
+    lines = [
+        f"optimizers: {', '.join(args.optimizers)} over lr {', '.join(map(g3, lrs))}, no reward "
+        "scale; random: the untrained network (lr 0)",
+        *protocol_lines(ec),
+    ]
+    md = write_outputs(out, "baselines", "baselines", lines, {"header": header, **payload})
+    print(md)
     return 0

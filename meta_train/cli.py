@@ -120,7 +120,15 @@ def add_eval_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seeds",
         type=positive_int,
-        help="fresh agents (seeds) per task and method (default: the preset's)",
+        help="evaluation seeds 0..N-1: the fresh agents per task and family that the results "
+        "report (default: the preset's)",
+    )
+    parser.add_argument(
+        "--tuning-seeds",
+        type=positive_int,
+        dest="tuning_seeds",
+        help="tuning seeds 1000..1000+M-1, disjoint from the evaluation seeds: every candidate "
+        "learning rate runs on them and the best mean score is chosen (default: the preset's)",
     )
     parser.add_argument(
         "--updates",
@@ -141,6 +149,7 @@ def add_eval_options(parser: argparse.ArgumentParser) -> None:
         help="the big maps' conv: spatial (default: 2x2 over rows x cols) or release (the "
         "authors' release: over object channel x row, columns as features)",
     )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def evaluate_parser() -> ArgumentParser:
@@ -148,7 +157,8 @@ def evaluate_parser() -> ArgumentParser:
     p = ArgumentParser(
         prog="python -m meta_train evaluate",
         description="Fresh A2C agents on each gridworld with a meta-trained optimizer, the same "
-        "optimizer at its random initialisation, and tuned Adam.",
+        "optimizer at its random initialisation, tuned Adam and the random policy: each family's "
+        "lr chosen per task on the tuning seeds, results on the evaluation seeds.",
     )
     p.add_argument("checkpoint", help="meta_params.msgpack, a run folder, or a pretrained name")
     add_eval_options(p)
@@ -156,19 +166,26 @@ def evaluate_parser() -> ArgumentParser:
         "--lr",
         type=positive_float,
         nargs="+",
-        help="learning rates of the learned optimizer, best per task is kept "
-        "(default: the checkpoint's agent lr x 1/3, 1, 3)",
+        help="learning-rate candidates of every swept family (learned, learned_init, adam), "
+        "chosen per task on the tuning seeds (default: the authors' grid 3e-2 ... 1e-4)",
     )
     p.add_argument(
         "--reward-scale",
         choices=("checkpoint", "none"),
         default="checkpoint",
-        help="per-task reward scale in the A2C loss of every method: the one the checkpoint was "
-        "meta-trained with (default), or none",
+        help="per-task reward scale in the A2C loss of the learned optimizer and its random "
+        "initialisation: the one the checkpoint was meta-trained with (default), or none; Adam "
+        "and the random policy are never scaled (the authors' baselines)",
     )
-    p.add_argument("--baselines", help="baselines.json from `python -m meta_train baselines`")
     p.add_argument(
-        "--adam-lr", type=positive_float, help="Adam lr on every task (default: tuned here)"
+        "--baselines",
+        help="baselines.json from `python -m meta_train baselines`: Adam's lr per task as chosen "
+        "there on its tuning seeds (1 candidate here)",
+    )
+    p.add_argument(
+        "--adam-lr",
+        type=positive_float,
+        help="Adam's lr on every task (1 candidate; default: swept over --lr here)",
     )
     p.add_argument("--out", default="runs/evaluate", help="output folder")
     return p
@@ -178,8 +195,9 @@ def baselines_parser() -> ArgumentParser:
     """`python -m meta_train baselines`."""
     p = ArgumentParser(
         prog="python -m meta_train baselines",
-        description="A2C with Adam and RMSProp over the learning-rate grid, per gridworld; the "
-        "best learning rate per task by the mean score over seeds.",
+        description="A2C with Adam and RMSProp over the learning-rate grid, per gridworld, and the "
+        "random policy: each optimizer's lr chosen per task on the tuning seeds (best mean "
+        "score), results on the evaluation seeds.",
     )
     add_eval_options(p)
     p.add_argument(
@@ -190,7 +208,11 @@ def baselines_parser() -> ArgumentParser:
         help="hand-designed optimizers to sweep",
     )
     p.add_argument(
-        "--lrs", type=positive_float, nargs="+", default=list(LR_GRID), help="learning-rate grid"
+        "--lrs",
+        type=positive_float,
+        nargs="+",
+        default=list(LR_GRID),
+        help="learning-rate candidates of every optimizer (default: the authors' grid)",
     )
     p.add_argument("--out", default="runs/baselines", help="output folder")
     return p

@@ -306,3 +306,31 @@ def test_gridworld_paper_scale_is_the_authors_protocol():
     assert (study.floor, study.reference, study.score_key) == ("random", "adam", "score")
     quick = load_study("quickstart", "cpu")
     assert not set(quick.seeds) & set(quick.tuning_seeds) and quick.last == 2
+
+
+def test_a2c_study_score_is_the_authors_last_20_logged_returns():
+    """An a2c study cell's final score (the row field "score" at its last evaluation) equals the
+    authors' analysis_grid.py score computed by hand from `make_train`'s per-update metrics: the
+    mean of the last 20 logged returns, one per update in which an episode finished (the mean of
+    those episodes' returns); each evaluation's "return" is the window's pooled mean."""
+    import jax
+    import optax
+
+    from eval.algorithms import get_algorithm
+    from meta_train.a2c import A2CConfig, make_train
+
+    rows: dict[int, list] = {0: [], 1: []}
+    get_algorithm("a2c").run_cell(
+        task="catch", preset="cpu", overrides={"grad_clip": 1.0}, budget=3000, num_evals=3,
+        optimizer=optax.adam(3e-3), seeds=[0, 1], on_eval=lambda i, r: rows[i].append(r), desc="",
+    )  # fmt: skip
+    train = make_train(A2CConfig(task="catch", num_updates=150, grad_clip=1.0), optax.adam(3e-3))
+    for seed in (0, 1):
+        _, m = train(jax.random.key(seed))
+        total, count = np.asarray(m["episode_return_sum"]), np.asarray(m["episodes"])
+        logged = [t / c for t, c in zip(total, count, strict=True) if c > 0]
+        assert len(logged) > 20  # Catch episodes end every 9 steps: most updates log
+        assert rows[seed][-1]["score"] == pytest.approx(np.mean(logged[-20:]), rel=1e-5)
+        window = slice(100, 150)  # the last of 3 windows of 50 updates
+        pooled = total[window].sum() / count[window].sum()
+        assert rows[seed][-1]["return"] == pytest.approx(pooled, rel=1e-5)

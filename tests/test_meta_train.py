@@ -345,77 +345,141 @@ def test_logged_return_is_the_authors_episode_average():
     assert sum(counts) == done.sum()
 
 
-def test_evaluation_normalisation_by_hand():
-    from meta_train.evaluate import normalised
+# ---- evaluate / baselines ------------------------------------------------------------------
 
-    def r(score, spread=0.1):  # per-seed scores with this mean
-        return {"score": score, "seed_scores": [score - spread, score, score + spread]}
-
-    results = {
-        "a": {"learned": r(0.5), "learned_init": r(0.0), "adam": r(1.0), "random": r(-1.0)},
-        "b": {"learned": r(2.0), "learned_init": r(1.0), "adam": r(2.0), "random": r(0.0)},
-        # gap 0.5 against a standard error of sqrt(2 * 1 / 3) = 0.82: noise, left out of "mean"
-        "c": {"learned": r(5.0), "learned_init": r(0.0), "adam": r(0.5, 1), "random": r(0.0, 1)},
-    }
-    norm = normalised(results)
-    assert norm["noise_tasks"] == ["c"]
-    assert norm["learned"]["per_task"] == {"a": 0.75, "b": 1.0, "c": 10.0}
-    assert norm["learned"]["mean"] == 0.875 and norm["learned_init"]["mean"] == 0.5
-    np.testing.assert_allclose(norm["learned"]["mean_all"], (0.75 + 1.0 + 10.0) / 3)
+# one tiny protocol for the evaluate / baselines tests: Catch (about two episodes end per update,
+# so scores have many logged points), 1 env, 30 updates (30 evaluations of one update each), 2
+# evaluation seeds 0, 1 and 2 tuning seeds 1000, 1001 (the smoke preset's)
+TINY = ["--preset", "smoke", "--tasks", "catch", "--updates", "30", "--no-progress"]
+TINY_UPDATES, NAN_FROM = 30, 8
 
 
-def test_evaluate_cli_picks_each_methods_best_lr(tmp_path):
-    """The table's learned score is the best over --lr of independently recomputed scores."""
-    from meta_train.baselines import EvalConfig, final_return
-    from meta_train.evaluate import learned_curves
+def nan_after(inner: optax.GradientTransformation, k: int) -> optax.GradientTransformation:
+    """`inner`, except that its updates from the (k+1)-th on are NaN: the agent diverges."""
+
+    def init(params):
+        return inner.init(params), jnp.zeros((), jnp.int32)
+
+    def update(grads, state, params=None):
+        inner_state, count = state
+        updates, inner_state = inner.update(grads, inner_state, params)
+        updates = jax.tree_util.tree_map(lambda u: jnp.where(count >= k, jnp.nan, u), updates)
+        return updates, (inner_state, count + 1)
+
+    return optax.GradientTransformation(init, update)
+
+
+def authors_score(metrics: dict, seed: int, updates: int) -> float:
+    """The authors' final score by hand from `make_train`'s per-update metrics: the mean of the
+    last 20 logged returns, one per update (of the first `updates`) in which an episode ended."""
+    total = np.asarray(metrics["episode_return_sum"])[seed, :updates]
+    count = np.asarray(metrics["episodes"])[seed, :updates]
+    points = total[count > 0] / count[count > 0]
+    return float(points[-20:].mean())
+
+
+@pytest.fixture(scope="module")
+def baselines_run(tmp_path_factory):
+    """`python -m meta_train baselines` on TINY with Adam and, under the name rmsprop, Adam that
+    diverges after NAN_FROM updates, both at lr 1e-2 (one candidate each)."""
+    from meta_train import baselines
+
+    out = tmp_path_factory.mktemp("baselines")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(baselines.OPTIMIZERS, "rmsprop", lambda lr: nan_after(optax.adam(lr), NAN_FROM))
+        argv = ["baselines", *TINY, "--optimizers", "adam", "rmsprop", "--lrs", "1e-2"]
+        assert cli([*argv, "--out", str(out)]) == 0
+    return out
+
+
+def test_baselines_score_is_the_authors_and_a_diverged_seed_keeps_its_last(baselines_run):
+    """The evaluation-seed scores of a real `baselines` run against the authors' score computed
+    by hand from `make_train`'s per-update metrics (same config, same keys); the diverging
+    optimizer's seeds are flagged, counted, and keep their score after its NAN_FROM finite
+    updates."""
+    payload = json.loads((baselines_run / "baselines.json").read_text())
+    header, catch = payload["header"], payload["results"]["catch"]
+    assert header["evaluation_seeds"] == [0, 1] and header["tuning_seeds"] == [1000, 1001]
+    config = A2CConfig(task="catch", num_updates=TINY_UPDATES, grad_clip=1.0)
+    _, metrics = jax.vmap(make_train(config, optax.adam(1e-2)))(
+        jax.vmap(jax.random.key)(jnp.arange(2))
+    )
+    adam, bad = catch["adam"], catch["rmsprop"]
+    assert adam["seeds"] == bad["seeds"] == [0, 1] and adam["lr"] == 1e-2
+    want = [authors_score(metrics, s, TINY_UPDATES) for s in (0, 1)]
+    np.testing.assert_allclose(adam["scores"], want, rtol=1e-5)
+    assert adam["diverged"] == [] and adam["n"] == 2
+    # diverged: both seeds flagged and counted, each held at its score after NAN_FROM updates
+    assert bad["diverged"] == [0, 1] and bad["n"] == 2 and len(bad["messages"]) == 2
+    want_bad = [authors_score(metrics, s, NAN_FROM) for s in (0, 1)]
+    np.testing.assert_allclose(bad["scores"], want_bad, rtol=1e-5)
+    np.testing.assert_allclose(bad["mean"], np.mean(want_bad), rtol=1e-5)
+    curves = np.asarray(bad["curves"])
+    assert curves.shape == (2, TINY_UPDATES) and np.all(curves[:, NAN_FROM:] == curves[:, [-1]])
+    md = (baselines_run / "baselines.md").read_text()
+    assert "| catch | rmsprop | 0.01 | 1" in md and "| 2 of 2 (seeds 0, 1) |" in md
+    # the random policy is the floor of every claim
+    claims = {(c["a"], c["b"]) for c in payload["comparison"]["claims"]}
+    assert {("adam", "random"), ("rmsprop", "random")} <= claims
+
+
+def test_evaluate_chooses_on_tuning_seeds_and_reports_fresh_ones(baselines_run, tmp_path):
+    """Each swept family's lr is the best mean over its tuning-seed scores (recomputed here with
+    numpy from eval.json's tuning table); the results are on other seeds, and equal a direct
+    driver run of the chosen variant; Adam's one candidate comes from baselines.json."""
+    from meta_train.a2c import make_agent
+    from optim4rl.runtime import driver
 
     ckpt = tmp_path / "opt.msgpack"
     meta = optim4rl.init_meta_params(jax.random.key(3), "optim4rl")
-    optim4rl.save_meta_params(
-        ckpt,
-        meta,
-        "optim4rl",
-        hyperparameters={"learning_rate": 1e-3},
-        reward_scale={"small_dense_short": 10.0},
-    )
-    # Adam's lr from a one-cell `baselines` run (its per-seed finals, mean and standard error)
-    bl = ["baselines", "--preset", "smoke", "--optimizers", "adam", "--lrs", "1e-2"]
-    assert cli([*bl, "--out", str(tmp_path / "bl")]) == 0
-    tuned = json.loads((tmp_path / "bl" / "baselines.json").read_text())
-    adam = tuned["results"]["small_dense_short"]["adam"]
-    assert set(tuned["results"]["small_dense_short"]) == {"adam"} and adam["lr"] == 1e-2
-    finals = np.asarray(adam["finals"]["0.01"])
-    assert finals.shape == (2,)
-    np.testing.assert_allclose(adam["scores"]["0.01"], finals.mean(), rtol=1e-6)
-    np.testing.assert_allclose(adam["stderr"]["0.01"], abs(finals[0] - finals[1]) / 2, rtol=1e-5)
-    argv = ["evaluate", str(ckpt), "--preset", "smoke", "--lr", "3e-3", "3e-2"]
+    optim4rl.save_meta_params(ckpt, meta, "optim4rl", reward_scale={"catch": 10.0})
+    argv = ["evaluate", str(ckpt), *TINY, "--lr", "3e-3", "3e-2"]
     no_adam = tmp_path / "rmsprop_only.json"
-    no_adam.write_text(json.dumps({"results": {"small_dense_short": {"rmsprop": {"lr": 0.01}}}}))
+    no_adam.write_text(json.dumps({"results": {"catch": {"rmsprop": {"lr": 0.01}}}}))
     assert cli([*argv, "--baselines", str(no_adam), "--out", str(tmp_path / "ev")]) == 2
     assert not (tmp_path / "ev").exists()
-    baselines = str(tmp_path / "bl" / "baselines.json")
+    baselines = str(baselines_run / "baselines.json")
     assert cli([*argv, "--baselines", baselines, "--out", str(tmp_path / "ev")]) == 0
-    result = json.loads((tmp_path / "ev" / "eval.json").read_text())
-    task = result["results"]["small_dense_short"]
-    assert task["reward_scale"] == 10.0
-    ec = EvalConfig(tasks=("small_dense_short",), seeds=2, num_updates=20)
-    stacked = jax.tree_util.tree_map(lambda a: jnp.stack([a]), meta)
-    runs = learned_curves("small_dense_short", stacked, "optim4rl", [3e-3, 3e-2], ec, 10.0)
-    scores = final_return({k: v[0] for k, v in runs.items()}, 0.1).mean(-1)
-    best = int(np.argmax(scores))
-    assert task["learned"]["lr"] == (3e-3, 3e-2)[best]
-    np.testing.assert_allclose(task["learned"]["score"], scores[best], rtol=1e-5, atol=1e-6)
-    assert (tmp_path / "ev" / "curves.png").exists()
+    payload = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    header, catch = payload["header"], payload["results"]["catch"]
+    evaluation, tuning = header["evaluation_seeds"], header["tuning_seeds"]
+    assert evaluation == [0, 1] and tuning == [1000, 1001] and not set(evaluation) & set(tuning)
+    assert list(catch) == ["learned", "learned_init", "adam", "random"]
+    for name in ("learned", "learned_init"):
+        r = catch[name]
+        assert r["candidates"] == [3e-3, 3e-2] and r["reward_scale"] == 10.0
+        assert all(t["seeds"] == tuning for t in r["tuning"].values())
+        lrs = [float(k) for k in r["tuning"]]
+        means = [np.mean(t["scores"]) for t in r["tuning"].values()]
+        assert r["lr"] == lrs[int(np.argmax(means))] and r["seeds"] == evaluation
+    adam = catch["adam"]
+    assert adam["lr"] == 1e-2 and adam["candidates"] == [1e-2] and adam["tuning"] == {}
+    assert adam["reward_scale"] == 1.0 and "tuning seeds 1000, 1001" in adam["note"]
+    assert catch["random"]["lr"] == 0.0 and catch["random"]["reward_scale"] == 1.0
+    # the reported scores of learned: a direct run of the chosen variant on the evaluation seeds
+    lr = catch["learned"]["lr"]
+    config = A2CConfig(task="catch", num_updates=TINY_UPDATES, grad_clip=1.0, reward_scale=10.0)
+    agent = make_agent(config, optim4rl.learned(lr, meta, "optim4rl", grad_clip=None), 30)
+    rows = driver.run(agent, [0, 1], progress=False).rows
+    direct = [[r["score"] for r in rows if r["seed"] == s][-1] for s in (0, 1)]
+    np.testing.assert_allclose(catch["learned"]["scores"], direct, rtol=1e-6)
+    # normalised exactly where the claims separate adam above random
+    comparison = payload["comparison"]
+    verdict = {(c["a"], c["b"]): c["verdict"] for c in comparison["claims"]}
+    assert ("catch" in comparison["normalised"]) == (verdict["adam", "random"] == "adam > random")
+    md = (tmp_path / "ev" / "eval.md").read_text()
+    assert "1: chosen by" in md and "## Tuning" in md and "**chosen**" in md
+    assert (tmp_path / "ev" / "curves.png").exists() and (tmp_path / "ev" / "eval.csv").exists()
 
 
 def test_study_and_evaluate_share_one_protocol():
-    """An a2c study cell (eval.algorithms) and meta_train's protocol (train_runs) give the same
-    logged returns for the same optimizer, seeds, clip and reward scale."""
+    """An a2c study cell (eval.algorithms) and meta_train's protocol (`build_agent` of an
+    EvalConfig) give the same final scores for the same optimizer, seeds, clip and reward scale."""
     from dataclasses import replace
 
     from eval.algorithms import get_algorithm
-    from meta_train.a2c import window_returns
-    from meta_train.baselines import EVAL_PRESETS, sweep_curves
+    from meta_train.baselines import EVAL_PRESETS, Family, build_agent
+    from optim4rl.runtime import driver
 
     rows: dict[int, list] = {0: [], 1: []}
     get_algorithm("a2c").run_cell(
@@ -426,16 +490,14 @@ def test_study_and_evaluate_share_one_protocol():
         num_evals=2,
         optimizer=optax.adam(1e-2),
         seeds=[0, 1],
-        on_eval=lambda i, row: rows[i].append(row["return"]),
+        on_eval=lambda i, row: rows[i].append(row["score"]),
         desc="",
     )
-    ec = replace(EVAL_PRESETS["smoke"], tasks=("catch",), seeds=2, num_updates=20)
-    runs = sweep_curves("catch", "adam", [1e-2], ec, reward_scale=10.0)
-    edges = np.array([0, 10, 20])
-    want = window_returns(
-        runs["episode_return_sum"][0], runs["episodes"][0], runs["episode_return"][0], edges
-    )
-    np.testing.assert_allclose([rows[0], rows[1]], want, rtol=1e-5, atol=1e-6)
+    ec = replace(EVAL_PRESETS["smoke"], tasks=("catch",), num_updates=20)
+    agent = build_agent(ec, "catch", Family(optax.adam, (1e-2,), 10.0), 1e-2)
+    ours = driver.run(agent, [0, 1], progress=False).rows
+    want = [[r["score"] for r in ours if r["seed"] == s][-1] for s in (0, 1)]
+    np.testing.assert_allclose([rows[0][-1], rows[1][-1]], want, rtol=1e-5, atol=1e-6)
 
 
 def test_meta_gradient_with_and_without_remat_equals_the_simplest_way():

@@ -14,8 +14,9 @@ from optim4rl.runtime import stats
 
 
 def g3(x: float) -> str:
-    """A number with 3 significant figures ("—" where it is not finite)."""
-    return f"{x:.3g}" if np.isfinite(x) else "—"
+    """A number with 3 significant figures ("—" where it is not finite; rounding residue such as
+    a floor's own normalised mean, -3e-18, prints as 0)."""
+    return f"{round(x, 12) + 0.0:.3g}" if np.isfinite(x) else "—"
 
 
 def fmt(mean: float, se: float) -> str:

@@ -364,7 +364,8 @@ def compare(
     separated from every other family and, where there is a floor, from the floor. A task is
     normalised (floor = 0, reference = 1) only when the reference is separated above the floor;
     with two or more such tasks, every family is compared with the reference on the normalised
-    scores of all of them, paired by (task, seed).
+    scores of all of them, paired by (task, seed). Those cross-task comparisons are counted in the
+    Bonferroni level whether or not enough tasks turn out normalised (conservative).
     """
     plan = []
     for task, fams in scores.items():
@@ -373,7 +374,7 @@ def compare(
             continue
         top = max(names, key=lambda f: np.mean(list(fams[f].values())))
         plan.append((task, top, _pairs(list(fams), floor, reference, top)))
-    first = {}  # verdicts of the reference vs the floor, needed before normalising
+    reference_above = {}  # task -> whether the reference is separated above the floor
     tasks_normalisable = [
         t
         for t, fams in scores.items()
@@ -409,7 +410,7 @@ def compare(
         claims += task_claims
         for c in task_claims:
             if floor is not None and {c.a, c.b} == {reference, floor}:
-                first[task] = c.verdict == f"{reference} > {floor}"
+                reference_above[task] = c.verdict == f"{reference} > {floor}"
         beats = [c for c in task_claims if top in (c.a, c.b)]
         lost = [
             c.b if c.a == top else c.a
@@ -430,7 +431,7 @@ def compare(
     for task, fams in scores.items():
         if floor not in fams or reference not in fams:
             unused[task] = "no floor and reference family to normalise with"
-        elif not first.get(task, False):
+        elif not reference_above.get(task, False):
             unused[task] = f"{reference} is not separated above {floor}"
         else:
             lo, hi = np.array(list(fams[floor].values())), np.array(list(fams[reference].values()))
