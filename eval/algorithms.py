@@ -124,7 +124,7 @@ class A2CAlgorithm(SpecOptimizer):
     """meta_train's A2C on the gridworlds and Catch; budget = environment steps (the study's
     preset names no other setting). Config keys are A2CConfig's; `reward_scale` may also be a
     table {task: scale} (1 for tasks it omits), and `grad_clip` clips every optimizer's gradient
-    element-wise first, so a study applies the gridworld protocol (meta_train.baselines) to every
+    element-wise first, so a study applies the gridworld protocol (meta_train.protocol) to every
     method alike. A row's "return" is the authors' logged return of its window of updates."""
 
     name = "a2c"

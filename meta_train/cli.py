@@ -17,13 +17,13 @@ from optim4rl.runtime.cli import (
     positive_int,
 )
 
-# meta_train.config.PRESETS; the evaluation protocols (meta_train.baselines.EVAL_PRESETS) have the
+# meta_train.config.PRESETS; the evaluation protocols (meta_train.protocol.EVAL_PRESETS) have the
 # same names, and single_env, an evaluation protocol with no meta-training counterpart
 TRAIN_PRESETS = ("paper", "cpu", "catch", "smoke")
 EVAL_PRESETS = ("paper", "cpu", "catch", "smoke", "single_env")
 KINDS = ("optim4rl", "lin", "l2lgd2")  # optim4rl.networks.KINDS
-OPTIMIZERS = ("adam", "rmsprop")  # meta_train.baselines.OPTIMIZERS
-LR_GRID = (3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4)  # meta_train.baselines.LR_GRID
+OPTIMIZERS = ("adam", "rmsprop")  # meta_train.protocol.OPTIMIZERS
+LR_GRID = (3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4)  # meta_train.protocol.LR_GRID
 CONV_LAYOUTS = ("spatial", "release")  # meta_train.a2c.CONV_LAYOUTS
 
 

@@ -1,7 +1,7 @@
 """`python -m meta_train evaluate CHECKPOINT`: fresh A2C agents on each gridworld with the learned
 optimizer, the same optimizer at its random initialisation, tuned Adam and the random policy.
 
-The protocol is meta_train.baselines' (`compare_families`): every run on the one run driver; each
+The protocol is meta_train.protocol's (`compare_families`): every run on the one run driver; each
 swept family (learned, learned_init and adam, over the same lr grid `--lr`) chooses its lr per task
 on the tuning seeds, and only the chosen variants, with the random policy, are reported, on the
 evaluation seeds. The learned optimizer and its random initialisation get the per-task reward
@@ -23,7 +23,8 @@ import jax
 import numpy as np
 
 import optim4rl
-from meta_train.baselines import (
+from meta_train.cli import evaluate_parser
+from meta_train.protocol import (
     FLOOR,
     LR_GRID,
     REFERENCE,
@@ -34,19 +35,17 @@ from meta_train.baselines import (
     _unique,
     compare_families,
     eval_config_from_args,
-    g3,
     hand_family,
     protocol_lines,
     random_family,
-    seed_text,
-    write_outputs,
 )
-from meta_train.cli import evaluate_parser
+from meta_train.report import write_outputs
 from meta_train.run import META_PARAMS, initial_meta_params
 from optim4rl.container import atomic_write_bytes as atomic_write
 from optim4rl.runtime import stats
 from optim4rl.runtime.cli import error, interrupted
 from optim4rl.runtime.errors import Interrupted, UsageError
+from optim4rl.runtime.numbers import g3, seed_list
 
 FAMILIES = ("learned", "learned_init", REFERENCE, FLOOR)
 LABELS = {
@@ -172,7 +171,7 @@ def adam_from_baselines(path: str, ec: EvalConfig) -> tuple[dict[str, float], st
     if seeds is None:
         where = "on seeds it does not record (an older baselines.json chose on its reported seeds)"
     else:
-        where = f"on tuning seeds {seed_text(seeds)}"
+        where = f"on tuning seeds {seed_list(seeds)}"
         if set(seeds) & set(ec.seed_ids):
             where += ", which overlap these evaluation seeds"
     return {t: float(tuned[t]["adam"]["lr"]) for t in ec.tasks}, f"chosen by {path} {where}"

@@ -42,6 +42,7 @@ SLOW = {
     "test_meta_train.py": (
         "test_sharded_meta_gradient_equals_single_device",
         "test_meta_gradient_matches_the_chain_rule_in_float64",
+        "test_evaluate_chooses_on_tuning_seeds_and_reports_fresh_ones",
     ),
     "test_meta_train_distributed.py": (
         "test_two_processes_match_one_and_a_killed_run_resumes_with_one",

@@ -244,8 +244,8 @@ def test_light_choices_match_the_modules_that_define_them():
     from eval.bench import cli as bench_cli
     from eval.bench.envs import FAMILY_TASKS
     from eval.ppo import PRESETS as PPO_PRESETS
-    from meta_train import baselines
     from meta_train import cli as meta_cli
+    from meta_train import protocol
     from meta_train.a2c import CONV_LAYOUTS
     from meta_train.config import PRESETS as TRAIN_PRESETS
     from optim4rl.networks import KINDS
@@ -253,11 +253,11 @@ def test_light_choices_match_the_modules_that_define_them():
     from resel.config import PRESETS as RESEL_PRESETS
 
     assert tuple(TRAIN_PRESETS) == meta_cli.TRAIN_PRESETS
-    assert set(meta_cli.EVAL_PRESETS) == set(baselines.EVAL_PRESETS)
+    assert set(meta_cli.EVAL_PRESETS) == set(protocol.EVAL_PRESETS)
     assert set(meta_cli.TRAIN_PRESETS) <= set(meta_cli.EVAL_PRESETS)  # evaluate what you train
     assert meta_cli.KINDS == KINDS and meta_cli.CONV_LAYOUTS == CONV_LAYOUTS
-    assert tuple(baselines.OPTIMIZERS) == meta_cli.OPTIMIZERS
-    assert meta_cli.LR_GRID == baselines.LR_GRID
+    assert tuple(protocol.OPTIMIZERS) == meta_cli.OPTIMIZERS
+    assert meta_cli.LR_GRID == protocol.LR_GRID
     assert set(resel_main.PRESETS) == set(RESEL_PRESETS)
     assert tuple(FAMILY_TASKS) == bench_cli.FAMILIES and set(bench_cli.PPO_PRESETS) == set(
         PPO_PRESETS
@@ -406,7 +406,8 @@ def test_eval_run_reports_usage_errors_and_interrupts(failure, monkeypatch, caps
     from eval import runner, study
 
     error, code, printed = failure
-    loaded = SimpleNamespace(name="s", scale="cpu", tasks=["t"], variants=["v"], seeds=[0])
+    loaded = SimpleNamespace(name="s", scale="cpu", tasks=["t"], variants=["v"], seeds=[0],
+                             tuning_seeds=(), swept=list, families=lambda: {"v": ["v"]})  # fmt: skip
     monkeypatch.setattr(study, "load_study", lambda *args: loaded)  # the command, not the study
     monkeypatch.setattr(runner, "run_study", _raiser(error))
     assert _main_of("eval")(["run", "quickstart", "--out", str(tmp_path)]) == code

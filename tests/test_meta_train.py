@@ -382,11 +382,11 @@ def authors_score(metrics: dict, seed: int, updates: int) -> float:
 def baselines_run(tmp_path_factory):
     """`python -m meta_train baselines` on TINY with Adam and, under the name rmsprop, Adam that
     diverges after NAN_FROM updates, both at lr 1e-2 (one candidate each)."""
-    from meta_train import baselines
+    from meta_train import protocol
 
     out = tmp_path_factory.mktemp("baselines")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(baselines.OPTIMIZERS, "rmsprop", lambda lr: nan_after(optax.adam(lr), NAN_FROM))
+        mp.setitem(protocol.OPTIMIZERS, "rmsprop", lambda lr: nan_after(optax.adam(lr), NAN_FROM))
         argv = ["baselines", *TINY, "--optimizers", "adam", "rmsprop", "--lrs", "1e-2"]
         assert cli([*argv, "--out", str(out)]) == 0
     return out
@@ -478,7 +478,7 @@ def test_study_and_evaluate_share_one_protocol():
     from dataclasses import replace
 
     from eval.algorithms import get_algorithm
-    from meta_train.baselines import EVAL_PRESETS, Family, build_agent
+    from meta_train.protocol import EVAL_PRESETS, Family, build_agent
     from optim4rl.runtime import driver
 
     rows: dict[int, list] = {0: [], 1: []}

@@ -203,3 +203,22 @@ def test_compare_finds_a_real_difference_and_normalises():
     overall = [x for x in c.claims if x.task == "all tasks (normalised)"]
     assert [(x.a, x.b, x.verdict) for x in overall] == [("o4rl", "adam", "o4rl < adam")]
     assert overall[0].difference.n == 20
+
+
+def test_report_numbers_print_as_written_by_hand():
+    """optim4rl.runtime.numbers, the one way every report prints a number."""
+    from optim4rl.runtime.numbers import NONE, bracket, g3, pm, seed_list
+
+    assert NONE == "—"
+    assert [g3(x) for x in (0.5, 0.012345, 12345.0, 3e-3, 0, -0.0, np.float32(0.25))] == [
+        "0.5", "0.0123", "1.23e+04", "0.003", "0", "0", "0.25",
+    ]  # fmt: skip
+    assert g3(-3.469446951953614e-18) == "0"  # a floor's own normalised mean: rounding residue
+    assert [g3(x) for x in (None, float("nan"), float("inf"), -np.inf)] == [NONE] * 4
+    assert pm(0.97345, 0.023086) == "0.973 ± 0.0231"
+    assert pm(0.5, float("nan")) == pm(0.5, None) == "0.5"
+    assert bracket(-0.0798, 0.068) == "[-0.0798, 0.068]"
+    assert bracket(0.1, float("nan")) == bracket(None, 1.0) == NONE
+    assert seed_list(range(8)) == "0..7" and seed_list([1003, 1000, 1001, 1002]) == "1000..1003"
+    assert seed_list([3, 5]) == "3, 5" and seed_list([0, 1]) == "0, 1" and seed_list([]) == ""
+    assert seed_list([0, 1, 2, 3, 5, 7, 8]) == "0..3, 5, 7, 8"

@@ -44,8 +44,8 @@ from eval.analyze import cli
 from eval.plots import pyplot
 from meta_train import envs
 from meta_train.a2c import A2CConfig, ActorCritic, Agent, TrainState
-from meta_train.baselines import OPTIMIZERS
 from meta_train.gridworld import MOVES
+from meta_train.protocol import OPTIMIZERS
 from optim4rl.checkpoint import atomic_write_bytes
 
 FLOOR = 1e-8  # log10(|g| + FLOOR): exactly-zero coordinates land at -8

@@ -11,21 +11,7 @@ import numpy as np
 from eval.report.load import FINISHED, Group
 from eval.report.scores import TUNING
 from optim4rl.runtime import stats
-
-
-def g3(x: float) -> str:
-    """A number with 3 significant figures ("—" where it is not finite; rounding residue such as
-    a floor's own normalised mean, -3e-18, prints as 0)."""
-    return f"{round(x, 12) + 0.0:.3g}" if np.isfinite(x) else "—"
-
-
-def fmt(mean: float, se: float) -> str:
-    """mean ± s.e., 3 significant figures each."""
-    return f"{g3(mean)} ± {g3(se)}" if np.isfinite(se) else g3(mean)
-
-
-def fmt_ci(low: float, high: float) -> str:
-    return f"[{g3(low)}, {g3(high)}]" if np.isfinite(low) else "—"
+from optim4rl.runtime.numbers import NONE, bracket, g3, pm, seed_list
 
 
 def seeds_cell(r: dict[str, Any]) -> str:
@@ -148,16 +134,14 @@ def protocol(study: dict[str, Any], level: float, claims: int) -> list[str]:
 
 
 def _seed_list(seeds: list[int]) -> str:
-    seeds = list(seeds)
-    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
-        return f"{seeds[0]}..{seeds[-1]} ({len(seeds)})"
-    return f"{seeds} ({len(seeds)})"
+    """The seeds and their count: "0..7 (8)", "3, 5 (2)"."""
+    return f"{seed_list(seeds)} ({len(seeds)})"
 
 
 def _iqm(r: dict[str, Any], prefix: str) -> str:
     iqm = g3(r[f"{prefix}_iqm"])
-    ci = fmt_ci(r[f"{prefix}_iqm_ci_low"], r[f"{prefix}_iqm_ci_high"])
-    return f"{iqm} {ci}" if ci != "—" else iqm
+    ci = bracket(r[f"{prefix}_iqm_ci_low"], r[f"{prefix}_iqm_ci_high"])
+    return f"{iqm} {ci}" if ci != NONE else iqm
 
 
 def markdown(
@@ -191,16 +175,16 @@ def markdown(
             values = np.array(list(norm.get(r["family"], {}).values()))
             if values.size:
                 ci = stats.t_interval(values)
-                ncell = f"{g3(ci.estimate)} {fmt_ci(ci.low, ci.high)}"
+                ncell = f"{g3(ci.estimate)} {bracket(ci.low, ci.high)}"
             else:
-                ncell = "—"
+                ncell = NONE
             k = candidates.get((task, r["family"]), 1)
             lines.append(
                 f"| {r['family']} | {r['optimizer']} ({k}) | {seeds_cell(r)} | "
-                f"{g3(r['env_steps'])} | {fmt(r['final_mean'], r['final_se'])} | "
-                f"{fmt_ci(r['final_ci_low'], r['final_ci_high'])} | {_iqm(r, 'final')} | "
-                f"{fmt(r['auc_mean'], r['auc_se'])} | {ncell} |"
-                + (f" {fmt(r['final_success_mean'], r['final_success_se'])} |" if success else "")
+                f"{g3(r['env_steps'])} | {pm(r['final_mean'], r['final_se'])} | "
+                f"{bracket(r['final_ci_low'], r['final_ci_high'])} | {_iqm(r, 'final')} | "
+                f"{pm(r['auc_mean'], r['auc_se'])} | {ncell} |"
+                + (f" {pm(r['final_success_mean'], r['final_success_se'])} |" if success else "")
             )
         if task in comparison.winners:
             winner = comparison.winners[task]
@@ -218,7 +202,7 @@ def markdown(
         for c in claims:
             lines.append(
                 f"| {c['task']} | {c['a']} − {c['b']} | {c['candidates_a']}/{c['candidates_b']} "
-                f"| {c['pairs']} | {g3(c['difference'])} | {fmt_ci(c['ci_low'], c['ci_high'])} | "
+                f"| {c['pairs']} | {g3(c['difference'])} | {bracket(c['ci_low'], c['ci_high'])} | "
                 f"{g3(c['p_improvement'])} | {c['verdict']} |"
             )
         floor = study.get("floor")
@@ -242,7 +226,7 @@ def markdown(
         for r in agg:
             lines.append(
                 f"| {r['optimizer']} | {r['tasks']} | {r['seeds']} | {g3(r['norm_mean'])} | "
-                f"{fmt_ci(r['norm_ci_low'], r['norm_ci_high'])} | {_iqm(r, 'norm')} |"
+                f"{bracket(r['norm_ci_low'], r['norm_ci_high'])} | {_iqm(r, 'norm')} |"
             )
         lines.append("")
     if chosen_rows:
@@ -255,7 +239,7 @@ def markdown(
         for r in chosen_rows:
             lines.append(
                 f"| {r['task']} | {r['family']} | {r['candidate']} | {seeds_cell(r)} | "
-                f"{fmt(r['mean'], r['se'])} | {'**yes**' if r['chosen'] else ''} |"
+                f"{pm(r['mean'], r['se'])} | {'**yes**' if r['chosen'] else ''} |"
             )
         lines.append("")
     return "\n".join(lines)
