@@ -112,27 +112,36 @@ def evaluate(
 
 
 def plot_curves(payload: dict, out: Path) -> None:
-    """curves.png / curves.pdf: per task, each family's mean logged return over its evaluation
-    seeds with a 95% t band (pointwise)."""
+    """curves.png / curves.pdf (`curves_figure`), written atomically."""
+    fig = curves_figure(payload)
+    for ext in ("png", "pdf"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=120)
+        atomic_write(out / f"curves.{ext}", buf.getvalue())
+    fig.clf()
+
+
+def curves_figure(payload: dict):
+    """Per task, each family's mean logged return over its evaluation seeds against environment
+    steps, with a pointwise 95% t band (`stats.mean_ci`)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     results = payload["results"]
     n = len(results)
     cols = min(3, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 3.2 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, (task, per) in zip(axes.flat, results.items(), strict=False):
         for name, r in per.items():
             y = np.asarray(r["curves"], float)  # [seeds, evals]
             x = np.asarray(r["curve_steps"], float)
-            band = [stats.t_interval(y[:, j]) for j in range(y.shape[1])]
-            label = f"{LABELS.get(name, name)} (lr {g3(r['lr'])})"
-            line = ax.plot(x, y.mean(0), label=label)[0]
+            mean, low, high = stats.mean_ci(y)
+            line = ax.plot(x, mean, label=f"{LABELS.get(name, name)} (lr {g3(r['lr'])})")[0]
             if y.shape[0] > 1:
-                low, high = [b.low for b in band], [b.high for b in band]
                 ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         ax.set_title(task)
         ax.set_xlabel("environment steps")
@@ -141,11 +150,7 @@ def plot_curves(payload: dict, out: Path) -> None:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
-    for ext in ("png", "pdf"):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=ext, dpi=120)
-        atomic_write(out / f"curves.{ext}", buf.getvalue())
-    plt.close(fig)
+    return fig
 
 
 def own_init(header: dict) -> tuple[Any, str]:

@@ -472,15 +472,28 @@ def test_evaluate_chooses_on_tuning_seeds_and_reports_fresh_ones(baselines_run, 
     assert (tmp_path / "ev" / "curves.png").exists() and (tmp_path / "ev" / "eval.csv").exists()
 
 
-def test_study_and_evaluate_share_one_protocol():
+def _authors_score(config, optimizer, seed: int) -> float:
+    """analysis_grid.py's score by hand from `make_train`'s per-update metrics: the mean of the
+    last 20 logged returns, one per update in which an episode finished."""
+    from meta_train.a2c import make_train
+
+    _, m = make_train(config, optimizer)(jax.random.key(seed))
+    total, count = np.asarray(m["episode_return_sum"]), np.asarray(m["episodes"])
+    return float(np.mean([t / c for t, c in zip(total, count, strict=True) if c > 0][-20:]))
+
+
+def test_study_and_evaluate_score_a_run_as_the_authors_do():
     """An a2c study cell (eval.algorithms) and meta_train's protocol (`build_agent` of an
-    EvalConfig) give the same final scores for the same optimizer, seeds, clip and reward scale."""
+    EvalConfig) both score a run with the authors' formula, computed here by hand from
+    `make_train` for the same optimizer, seeds, clip and reward scale."""
     from dataclasses import replace
 
     from eval.algorithms import get_algorithm
     from meta_train.protocol import EVAL_PRESETS, Family, build_agent
     from optim4rl.runtime import driver
 
+    config = A2CConfig(task="catch", num_updates=20, grad_clip=1.0, reward_scale=10.0)
+    hand = [_authors_score(config, optax.adam(1e-2), seed) for seed in (0, 1)]
     rows: dict[int, list] = {0: [], 1: []}
     get_algorithm("a2c").run_cell(
         task="catch",
@@ -493,11 +506,62 @@ def test_study_and_evaluate_share_one_protocol():
         on_eval=lambda i, row: rows[i].append(row["score"]),
         desc="",
     )
+    np.testing.assert_allclose([rows[0][-1], rows[1][-1]], hand, rtol=1e-5)
     ec = replace(EVAL_PRESETS["smoke"], tasks=("catch",), num_updates=20)
     agent = build_agent(ec, "catch", Family(optax.adam, (1e-2,), 10.0), 1e-2)
     ours = driver.run(agent, [0, 1], progress=False).rows
-    want = [[r["score"] for r in ours if r["seed"] == s][-1] for s in (0, 1)]
-    np.testing.assert_allclose([rows[0][-1], rows[1][-1]], want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        [[r["score"] for r in ours if r["seed"] == s][-1] for s in (0, 1)], hand, rtol=1e-5
+    )
+
+
+def test_evaluation_presets_are_the_authors_and_env_steps_parse():
+    """configs/a2c_grid.json: 512 envs, 3e7 env steps per gridworld (2,929 updates), clip 1, the
+    six-value lr grid, 10 seeds; Catch (a2c_catch.json): 64 envs, 5e5 steps, no clip."""
+    import argparse
+
+    from meta_train import envs
+    from meta_train.protocol import EVAL_PRESETS, LR_GRID, eval_config_from_args
+
+    paper = EVAL_PRESETS["paper"]
+    assert paper.num_envs == 512 and paper.grad_clip == 1.0
+    assert paper.env_steps == {**dict.fromkeys(envs.GRIDWORLD_TASKS, 30_000_000), "catch": 500_000}
+    assert paper.updates("big_dense_long") == 2929 and len(paper.seed_ids) == 10
+    assert not set(paper.seed_ids) & set(paper.tuning_seed_ids)
+    assert LR_GRID == (3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
+    catch = EVAL_PRESETS["catch"]
+    assert (catch.num_envs, catch.env_steps["catch"], catch.grad_clip) == (64, 500_000, None)
+    args = argparse.Namespace(preset="paper", tasks="small_dense_short,big_sparse_long", seeds=3,
+                              tuning_seeds=2, num_envs=None, updates=None, env_steps="3e6,1e6",
+                              conv_layout=None)  # fmt: skip
+    ec = eval_config_from_args(args)
+    assert ec.env_steps == {"small_dense_short": 3_000_000, "big_sparse_long": 1_000_000}
+    assert ec.updates("small_dense_short") == 3_000_000 // (20 * 512)
+    assert tuple(ec.seed_ids) == (0, 1, 2) and tuple(ec.tuning_seed_ids) == (1000, 1001)
+    with pytest.raises(ValueError, match="--env-steps takes N or SMALL,BIG"):
+        eval_config_from_args(argparse.Namespace(**{**vars(args), "env_steps": "1,2,3"}))
+
+
+def test_evaluate_curves_draw_each_familys_mean_and_t_band():
+    """curves.png's data through the artists: per family the mean over seeds at each step and a
+    band of mean ± t(0.975, n - 1) s / sqrt(n), from a hand-made payload."""
+    from scipy import stats as scipy_stats
+
+    from meta_train.evaluate import curves_figure
+
+    y = np.array([[0.0, 1.0, 2.0], [2.0, 2.0, 6.0], [1.0, 0.0, 4.0]])
+    payload = {"results": {"catch": {"adam": {"curves": y.tolist(), "curve_steps": [10, 20, 30],
+                                              "lr": 1e-3}}}}  # fmt: skip
+    fig = curves_figure(payload)
+    ax = fig.axes[0]
+    line = ax.lines[0]
+    np.testing.assert_allclose(line.get_xdata(), [10, 20, 30])
+    np.testing.assert_allclose(line.get_ydata(), y.mean(0))
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    half = scipy_stats.t.ppf(0.975, 2) * y.std(0, ddof=1) / np.sqrt(3)
+    assert band.min() == pytest.approx((y.mean(0) - half).min())
+    assert band.max() == pytest.approx((y.mean(0) + half).max())
+    assert line.get_label() == "Adam (tuned) (lr 0.001)"
 
 
 def test_meta_gradient_with_and_without_remat_equals_the_simplest_way():
