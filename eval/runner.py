@@ -104,6 +104,7 @@ def _compilation_cache(path: Path):
     it from the environment) unless one is set already: a chosen candidate's evaluation cell is
     the program its tuning cell compiled when the two stages have as many seeds."""
     import jax
+    from jax.experimental.compilation_cache import compilation_cache
 
     if jax.config.jax_compilation_cache_dir or os.environ.get(CACHE_DIR):
         yield
@@ -112,9 +113,10 @@ def _compilation_cache(path: Path):
     os.environ[CACHE_DIR] = str(path)
     try:
         yield
-    finally:
+    finally:  # this process compiles without it again (the cache object is made once)
         jax.config.update("jax_compilation_cache_dir", None)
         os.environ.pop(CACHE_DIR, None)
+        compilation_cache.reset_cache()
 
 
 def _write_plan(study: Study, out: Path, planned: list, picked: dict) -> None:

@@ -97,13 +97,15 @@ def test_rerun_skips_finished_and_refuses_changed_config(study_out):
     path, out, _ = study_out
     metrics = out / "runs" / "catch" / "random" / "seed0" / "metrics.jsonl"
     before = metrics.read_bytes()
+    plan = (out / "study.json").read_bytes()
     assert run_study(load_study(path, "cpu"), out)["skipped"] == 10
-    assert metrics.read_bytes() == before
+    assert metrics.read_bytes() == before and (out / "study.json").read_bytes() == plan
     changed = path.with_name("changed.toml")
     changed.write_text(STUDY.replace("budget = 1600", "budget = 2000"))
     with pytest.raises(ConfigMismatch, match="different configuration"):
         run_study(load_study(changed, "cpu"), out)
-    assert metrics.read_bytes() == before
+    # refused before anything was written: the runs and the plan the report reads are intact
+    assert metrics.read_bytes() == before and (out / "study.json").read_bytes() == plan
 
 
 def test_report_of_real_runs(study_out):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from eval.report.load import FINISHED, Group
-from eval.report.scores import TUNING
+from eval.report.scores import TUNING, finals
 from optim4rl.runtime import stats
 from optim4rl.runtime.numbers import NONE, bracket, g3, pm, seed_list
 
@@ -30,10 +30,10 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def run_rows(groups: list[Group], last: int) -> list[dict[str, Any]]:
-    """One row per run: final return, AUC, status and where a held run was held from."""
+    """One row per run: stage, final score, AUC, status and where a held run was held from."""
     rows = []
     for g in groups:
-        final = stats.final_return(g.score_curves, min(last, g.score_curves.shape[1]))
+        final = finals(g, last)
         auc = stats.area_under_curve(g.steps, g.curves) if g.curves.shape[1] > 1 else None
         for i, seed in enumerate(g.seeds):
             held = g.held_from[i]
