@@ -18,8 +18,8 @@ preset = "cpu"
 seeds = [100, 101, 102]                 # evaluation seeds, the only ones reported: a list of
                                         # ints, or an int n (seeds 0..n-1)
 tuning_seeds = 3                        # where swept families choose their variant: a list, or
-                                        # an int n (seeds 1000..1000+n-1); required when a family
-                                        # is swept, disjoint from `seeds`
+                                        # an int n (seeds 1000..1000+n-1), disjoint from `seeds`;
+                                        # default: as many as `seeds`, from 1000 (or above them)
 budget = 500_000                        # environment steps per run
 tasks = ["inverted_double_pendulum"]    # optional: replaces study.tasks at this scale
 config = { num_envs = 64 }              # optional: overrides of the algorithm's config
@@ -293,12 +293,9 @@ def load_study(path_or_name: str | Path, scale: str = "cpu") -> Study:
         tuning = _seeds(check, scale_table["tuning_seeds"], key, TUNING_SEED_BASE)
         if shared := sorted(set(tuning) & set(seeds)):
             raise check.fail(key, f"must be disjoint from the evaluation seeds; both hold {shared}")
-    elif swept:
-        raise check.fail(
-            f"{prefix}.tuning_seeds",
-            f"is required: {', '.join(swept)} sweep(s) choose a variant, and a choice is made on "
-            "seeds that are not reported (add e.g. tuning_seeds = 4)",
-        )
+    elif swept:  # as many tuning seeds as evaluation seeds, above every evaluation seed
+        base = max(TUNING_SEED_BASE, max(seeds) + 1)
+        tuning = list(range(base, base + len(seeds)))
     floor = study.get("floor")
     if floor is not None:
         check.typed(floor, str, "study.floor", "a family name or 'untrained'")

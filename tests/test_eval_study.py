@@ -234,6 +234,11 @@ def test_two_stage_keys(tmp_path):
     """tuning_seeds (an int counts from 1000), floor, reference and per-family config."""
     study = load_study(write(tmp_path, GOOD), "cpu")
     assert study.tuning_seeds == (1000, 1001) and study.swept() == ["adam"]
+    # a sweep without tuning seeds gets as many as it has evaluation seeds, above all of them
+    default = load_study(write(tmp_path, GOOD.replace("tuning_seeds = 2\n", "")), "cpu")
+    assert default.tuning_seeds == (1000, 1001, 1002)
+    high = GOOD.replace("tuning_seeds = 2\n", "").replace("seeds = 3", "seeds = [5, 1500]")
+    assert load_study(write(tmp_path, high), "cpu").tuning_seeds == (1501, 1502)
     assert load_study(write(tmp_path, GOOD), "paper").tuning_seeds == (5000, 5001)
     assert study.floor is None and study.reference is None and study.last == 2  # PPO: last 2
     text = GOOD.replace("num_evals = 5", 'num_evals = 5\nfloor = "untrained"\nreference = "adam"')
@@ -246,7 +251,6 @@ def test_two_stage_keys(tmp_path):
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("tuning_seeds = 2\n", "", r"key 'scale.cpu.tuning_seeds': is required: adam sweep"),
         ("tuning_seeds = 2", "tuning_seeds = [0, 7]", r"disjoint .* both hold \[0\]"),
         ("num_evals = 5", 'num_evals = 5\nfloor = "sgd"', r"key 'study.floor': names no family"),
         ("num_evals = 5", 'num_evals = 5\nfloor = "adam"', r"'adam' is swept; a floor has one"),
