@@ -12,6 +12,8 @@ floor = "random"                        # optional: the family whose runs score 
                                         # policy, e.g. lr 0), or "untrained" (every evaluation
                                         # seed's first evaluation, before training: ppo, resel)
 reference = "adam"                      # optional: the family whose tuned runs score 1
+claims = [["optim4rl", "optim4rl_init"]]  # optional: comparisons to report beyond the floor,
+                                        # the reference and the best family's
 
 [scale.cpu]                             # and [scale.paper]; `--preset` picks one (default cpu)
 preset = "cpu"
@@ -54,7 +56,8 @@ from typing import Any
 
 SCALES = ("cpu", "paper")
 STUDY_KEYS = (
-    "name", "description", "algorithm", "tasks", "num_evals", "last", "floor", "reference"
+    "name", "description", "algorithm", "tasks", "num_evals", "last", "floor", "reference",
+    "claims",
 )  # fmt: skip
 SCALE_KEYS = ("preset", "seeds", "tuning_seeds", "budget", "tasks", "config")
 OPTIMIZER_KEYS = ("spec", "sweep", "config")
@@ -99,6 +102,7 @@ class Study:
     floor: str | None = None
     reference: str | None = None
     score_key: str = "return"  # the row field whose last `last` evaluations make the score
+    claims: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "variants"}
@@ -319,6 +323,14 @@ def load_study(path_or_name: str | Path, scale: str = "cpu") -> Study:
             )
         if floor is None:
             raise check.fail("study.reference", "needs a floor (study.floor) to normalise against")
+    claims = check.typed(study.get("claims", []), list, "study.claims", "a list of [a, b] pairs")
+    names = set(families) | ({UNTRAINED} if floor == UNTRAINED else set())
+    for pair in claims:
+        if not (isinstance(pair, list) and len(pair) == 2 and set(pair) <= names
+                and pair[0] != pair[1]):  # fmt: skip
+            raise check.fail(
+                "study.claims", f"{pair!r} is not a pair of two families ({', '.join(names)})"
+            )
     return Study(
         name=name,
         algorithm=algorithm.name,
@@ -337,6 +349,7 @@ def load_study(path_or_name: str | Path, scale: str = "cpu") -> Study:
         floor=floor,
         reference=reference,
         score_key=algorithm.score_key,
+        claims=tuple(tuple(p) for p in claims),
     )
 
 

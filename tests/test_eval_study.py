@@ -338,3 +338,11 @@ def test_a2c_study_score_is_the_authors_last_20_logged_returns():
         window = slice(100, 150)  # the last of 3 windows of 50 updates
         pooled = total[window].sum() / count[window].sum()
         assert rows[seed][-1]["return"] == pytest.approx(pooled, rel=1e-5)
+
+
+def test_declared_claims(tmp_path):
+    text = GOOD.replace("num_evals = 5", 'num_evals = 5\nclaims = [["per_module", "adam"]]')
+    assert load_study(write(tmp_path, text), "cpu").claims == (("per_module", "adam"),)
+    bad = GOOD.replace("num_evals = 5", 'num_evals = 5\nclaims = [["per_module", "sgd"]]')
+    with pytest.raises(StudyError, match=r"key 'study.claims': \['per_module', 'sgd'\] is not"):
+        load_study(write(tmp_path, bad), "cpu")

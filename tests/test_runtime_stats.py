@@ -222,3 +222,20 @@ def test_report_numbers_print_as_written_by_hand():
     assert seed_list(range(8)) == "0..7" and seed_list([1003, 1000, 1001, 1002]) == "1000..1003"
     assert seed_list([3, 5]) == "3, 5" and seed_list([0, 1]) == "0, 1" and seed_list([]) == ""
     assert seed_list([0, 1, 2, 3, 5, 7, 8]) == "0..3, 5, 7, 8"
+
+
+def test_compare_adds_the_declared_claims_to_the_count():
+    from optim4rl.runtime.stats import compare
+
+    rng = np.random.default_rng(2)
+    fams = {f: dict(enumerate(rng.normal(m, 1, 6))) for f, m in
+            (("adam", 5), ("o4rl", 4), ("init", 0), ("random", 0))}  # fmt: skip
+    plain = compare({"t": fams}, "random", "adam")
+    declared = compare({"t": fams}, "random", "adam", extra=[("o4rl", "init")])
+    pairs = {(c.a, c.b) for c in declared.claims}
+    assert ("o4rl", "init") in pairs and ("o4rl", "init") not in {(c.a, c.b) for c in plain.claims}
+    assert len(declared.claims) == len(plain.claims) + 1
+    assert declared.level == pytest.approx(1 - 0.05 / len(declared.claims))
+    claim = next(c for c in declared.claims if (c.a, c.b) == ("o4rl", "init"))
+    diff = np.array(list(fams["o4rl"].values())) - np.array(list(fams["init"].values()))
+    assert claim.difference.estimate == pytest.approx(diff.mean())

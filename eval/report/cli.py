@@ -25,7 +25,10 @@ def write_report(out: str | Path) -> str:
     summary = scores.summarize(groups, last)
     chosen_rows = scores.selection(groups, last)
     floor, reference = study.get("floor"), study.get("reference")
-    comparison = stats.compare(scores.evaluation_scores(groups, last, floor), floor, reference)
+    extra = [tuple(p) for p in study.get("claims", [])]
+    comparison = stats.compare(
+        scores.evaluation_scores(groups, last, floor), floor, reference, extra=extra
+    )
     candidates = {(r["task"], r["family"]): r["candidates"] for r in chosen_rows}
     for (_, family), k in list(candidates.items()):
         candidates[stats.ALL_TASKS, family] = k

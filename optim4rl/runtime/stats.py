@@ -328,10 +328,13 @@ def _paired(x: dict[int, float], y: dict[int, float]) -> tuple[np.ndarray, np.nd
     return np.array([x[s] for s in common], float), np.array([y[s] for s in common], float)
 
 
-def _pairs(families: list[str], floor: str | None, reference: str | None, top: str) -> list:
+def _pairs(
+    families: list[str], floor: str | None, reference: str | None, top: str, extra=()
+) -> list:
     """The comparisons a task needs: every family against the floor and against the reference,
-    and the best family against every other (unordered pairs, each once)."""
-    wanted: list[tuple[str, str]] = []
+    the best family against every other, and the `extra` pairs whose families the task has
+    (unordered pairs, each once)."""
+    wanted: list[tuple[str, str]] = [(a, b) for a, b in extra if {a, b} <= set(families)]
     others = [f for f in families if f != floor]
     for f in others:
         if floor is not None:
@@ -353,6 +356,7 @@ def compare(
     floor: str | None = None,
     reference: str | None = None,
     confidence: float = 0.95,
+    extra: Sequence[tuple[str, str]] = (),
 ) -> Comparison:
     """The claims of a study from the final scores of its evaluation seeds:
     scores[task][family][seed] (every seed counted, diverged ones held).
@@ -364,7 +368,8 @@ def compare(
     separated from every other family and, where there is a floor, from the floor. A task is
     normalised (floor = 0, reference = 1) only when the reference is separated above the floor;
     with two or more such tasks, every family is compared with the reference on the normalised
-    scores of all of them, paired by (task, seed). Those cross-task comparisons are counted in the
+    scores of all of them, paired by (task, seed). `extra`: pairs (a, b) the study claims too
+    (e.g. a learned optimizer against its random initialisation), compared on every task. Those cross-task comparisons are counted in the
     Bonferroni level whether or not enough tasks turn out normalised (conservative).
     """
     plan = []
@@ -373,7 +378,7 @@ def compare(
         if not names:
             continue
         top = max(names, key=lambda f: np.mean(list(fams[f].values())))
-        plan.append((task, top, _pairs(list(fams), floor, reference, top)))
+        plan.append((task, top, _pairs(list(fams), floor, reference, top, extra)))
     reference_above = {}  # task -> whether the reference is separated above the floor
     tasks_normalisable = [
         t
