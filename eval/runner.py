@@ -111,9 +111,10 @@ def _compilation_cache(path: Path):
         return
     jax.config.update("jax_compilation_cache_dir", str(path))
     os.environ[CACHE_DIR] = str(path)
+    compilation_cache.reset_cache()  # JAX decides once, at its first compile, whether to cache
     try:
         yield
-    finally:  # this process compiles without it again (the cache object is made once)
+    finally:  # this process compiles without it again
         jax.config.update("jax_compilation_cache_dir", None)
         os.environ.pop(CACHE_DIR, None)
         compilation_cache.reset_cache()

@@ -14,6 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from jax.experimental.compilation_cache import compilation_cache
 
 from eval.runner import DONE, run_study
 from eval.study import load_study
@@ -61,6 +62,7 @@ def one_process(tmp_path_factory):
     os.environ.update(dict(zip(CACHE_ENV, (cache, "0"), strict=True)))  # read by the workers
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    compilation_cache.reset_cache()  # JAX decides at its first compile whether to cache
     try:
         counts = run_study(study, folder / "one", log=lambda *_: None)
         assert counts == {"ran": 4, "skipped": 0, "diverged": 0}
@@ -70,6 +72,7 @@ def one_process(tmp_path_factory):
     finally:
         jax.config.update("jax_compilation_cache_dir", None)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+        compilation_cache.reset_cache()  # later tests in this process compile without it
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
