@@ -472,49 +472,6 @@ def test_evaluate_chooses_on_tuning_seeds_and_reports_fresh_ones(baselines_run, 
     assert (tmp_path / "ev" / "curves.png").exists() and (tmp_path / "ev" / "eval.csv").exists()
 
 
-def _authors_score(config, optimizer, seed: int) -> float:
-    """analysis_grid.py's score by hand from `make_train`'s per-update metrics: the mean of the
-    last 20 logged returns, one per update in which an episode finished."""
-    from meta_train.a2c import make_train
-
-    _, m = make_train(config, optimizer)(jax.random.key(seed))
-    total, count = np.asarray(m["episode_return_sum"]), np.asarray(m["episodes"])
-    return float(np.mean([t / c for t, c in zip(total, count, strict=True) if c > 0][-20:]))
-
-
-def test_study_and_evaluate_score_a_run_as_the_authors_do():
-    """An a2c study cell (eval.algorithms) and meta_train's protocol (`build_agent` of an
-    EvalConfig) both score a run with the authors' formula, computed here by hand from
-    `make_train` for the same optimizer, seeds, clip and reward scale."""
-    from dataclasses import replace
-
-    from eval.algorithms import get_algorithm
-    from meta_train.protocol import EVAL_PRESETS, Family, build_agent
-    from optim4rl.runtime import driver
-
-    config = A2CConfig(task="catch", num_updates=20, grad_clip=1.0, reward_scale=10.0)
-    hand = [_authors_score(config, optax.adam(1e-2), seed) for seed in (0, 1)]
-    rows: dict[int, list] = {0: [], 1: []}
-    get_algorithm("a2c").run_cell(
-        task="catch",
-        preset="cpu",
-        overrides={"grad_clip": 1.0, "reward_scale": {"catch": 10.0}},
-        budget=400,
-        num_evals=2,
-        optimizer=optax.adam(1e-2),
-        seeds=[0, 1],
-        on_eval=lambda i, row: rows[i].append(row["score"]),
-        desc="",
-    )
-    np.testing.assert_allclose([rows[0][-1], rows[1][-1]], hand, rtol=1e-5)
-    ec = replace(EVAL_PRESETS["smoke"], tasks=("catch",), num_updates=20)
-    agent = build_agent(ec, "catch", Family(optax.adam, (1e-2,), 10.0), 1e-2)
-    ours = driver.run(agent, [0, 1], progress=False).rows
-    np.testing.assert_allclose(
-        [[r["score"] for r in ours if r["seed"] == s][-1] for s in (0, 1)], hand, rtol=1e-5
-    )
-
-
 def test_evaluation_presets_are_the_authors_and_env_steps_parse():
     """configs/a2c_grid.json: 512 envs, 3e7 env steps per gridworld (2,929 updates), clip 1, the
     six-value lr grid, 10 seeds; Catch (a2c_catch.json): 64 envs, 5e5 steps, no clip."""
