@@ -100,24 +100,18 @@ def run_study(
 
 @contextlib.contextmanager
 def _compilation_cache(path: Path):
-    """JAX's persistent compilation cache in `path` for this study's cells (local workers read
-    it from the environment) unless one is set already: a chosen candidate's evaluation cell is
-    the program its tuning cell compiled when the two stages have as many seeds."""
-    import jax
-    from jax.experimental.compilation_cache import compilation_cache
-
-    if jax.config.jax_compilation_cache_dir or os.environ.get(CACHE_DIR):
+    """JAX's persistent compilation cache in `path` for the study's worker processes (they read it
+    from the environment when they start), unless one is configured already: a chosen candidate's
+    evaluation cell is the program its tuning cell compiled when the two stages have as many
+    seeds. This process's own JAX state is left alone."""
+    if os.environ.get(CACHE_DIR):
         yield
         return
-    jax.config.update("jax_compilation_cache_dir", str(path))
     os.environ[CACHE_DIR] = str(path)
-    compilation_cache.reset_cache()  # JAX decides once, at its first compile, whether to cache
     try:
         yield
-    finally:  # this process compiles without it again
-        jax.config.update("jax_compilation_cache_dir", None)
+    finally:
         os.environ.pop(CACHE_DIR, None)
-        compilation_cache.reset_cache()
 
 
 def _write_plan(study: Study, out: Path, planned: list, picked: dict) -> None:
