@@ -72,3 +72,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         name = getattr(item, "originalname", item.name)
         if name in SLOW.get(item.path.name, ()):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module: one xdist worker runs many modules,
+    and their accumulated executables (each its own memory maps) crashed XLA's compiler late in
+    the suite (a segfault in backend_compile_and_load, at a varying test)."""
+    yield
+    import jax
+
+    jax.clear_caches()
